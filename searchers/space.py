@@ -1,0 +1,396 @@
+"""The ``nnictl ss_gen`` search-space format and the architecture forms it admits (torch-free).
+
+A search space maps each mutable key to one entry::
+
+    {"op0":   {"_type": "layer_choice", "_value": ["conv3", "conv5"]},
+     "skip1": {"_type": "input_choice",
+               "_value": {"candidates": ["stem", "op0"], "n_chosen": null}}}
+
+A *choice value* for one key may be written in any of these forms (DESIGN section 3):
+
+- a candidate name (``"conv5"``) or an index (``1``);
+- a list of names and/or indices (``["stem", 1]``);
+- a multi-hot list of bools, one per candidate (``[False, True]``);
+- a list of float weights, one per candidate (``[0.2, 0.8]``);
+- the tuner parameter form ``{"_value": ..., "_idx": ...}`` (``_idex`` is read as ``_idx``).
+
+Everything is resolved to a :class:`Selection` (sorted candidate indices) or to
+:class:`Weights`, which the exported and parameter forms are written from.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import numbers
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = [
+    "LAYER_CHOICE",
+    "INPUT_CHOICE",
+    "SearchSpaceError",
+    "Choice",
+    "Selection",
+    "Weights",
+    "parse_search_space",
+    "resolve_architecture",
+    "to_parameters",
+    "to_exported",
+    "to_index_form",
+    "from_index_form",
+    "canonical_hash",
+]
+
+LAYER_CHOICE = "layer_choice"
+INPUT_CHOICE = "input_choice"
+_TYPES = (LAYER_CHOICE, INPUT_CHOICE)
+
+
+class SearchSpaceError(ValueError):
+    """A search space, parameter set or architecture breaks a rule; the message names key and value."""
+
+
+class Selection(tuple):
+    """Sorted, distinct indices of the chosen candidates."""
+
+
+class Weights(tuple):
+    """One non-negative float weight per candidate (0 skips the candidate)."""
+
+
+Resolved = Union[Selection, Weights]
+
+
+def _is_bool(x: Any) -> bool:
+    return isinstance(x, (bool, np.bool_))
+
+
+def _is_int(x: Any) -> bool:
+    return isinstance(x, numbers.Integral) and not _is_bool(x)
+
+
+def _is_float(x: Any) -> bool:
+    return isinstance(x, numbers.Real) and not isinstance(x, numbers.Integral) and not _is_bool(x)
+
+
+@dataclass(frozen=True)
+class Choice:
+    """One key of a search space.
+
+    Args:
+        key: the mutable key.
+        type: ``"layer_choice"`` or ``"input_choice"``.
+        candidates: candidate names (layer choice) or labels (input choice; ``""`` = no label).
+        n_chosen: for an input choice, how many candidates are chosen (``None``: any number).
+            Always ``1`` for a layer choice.
+    """
+
+    key: str
+    type: str
+    candidates: tuple[str, ...]
+    n_chosen: int | None
+
+    @property
+    def length(self) -> int:
+        """Number of candidates."""
+        return len(self.candidates)
+
+    @property
+    def has_names(self) -> bool:
+        """Whether every candidate has a distinct, non-empty name (else indices stand for them)."""
+        return all(self.candidates) and len(set(self.candidates)) == len(self.candidates)
+
+    @property
+    def max_chosen(self) -> int:
+        """The most candidates an architecture may choose for this key."""
+        if self.type == INPUT_CHOICE and self.n_chosen is not None:
+            return self.n_chosen
+        return self.length
+
+    def label(self, index: int) -> str | int:
+        """The readable form of one candidate: its name where names are usable, else its index."""
+        return self.candidates[index] if self.has_names else index
+
+    def spec(self) -> dict:
+        """This choice as a search-space JSON entry."""
+        if self.type == LAYER_CHOICE:
+            return {"_type": LAYER_CHOICE, "_value": list(self.candidates)}
+        return {
+            "_type": INPUT_CHOICE,
+            "_value": {"candidates": list(self.candidates), "n_chosen": self.n_chosen},
+        }
+
+    # -- resolving values ----------------------------------------------------------------------
+
+    def _fail(self, rule: str, value: Any) -> SearchSpaceError:
+        return SearchSpaceError(f"{rule}, got {value!r} for key {self.key!r}")
+
+    def _index_of(self, item: Any, value: Any) -> int:
+        if isinstance(item, str):
+            hits = [i for i, name in enumerate(self.candidates) if name == item]
+            if not hits:
+                valid = ", ".join(repr(c) for c in self.candidates)
+                raise self._fail(f"unknown candidate name {item!r} (valid: {valid})", value)
+            if len(hits) > 1:
+                raise self._fail(f"candidate name {item!r} is ambiguous; use its index", value)
+            return hits[0]
+        if _is_int(item):
+            if not 0 <= int(item) < self.length:
+                raise self._fail(f"candidate index must be in [0, {self.length - 1}]", value)
+            return int(item)
+        raise SearchSpaceError(
+            f"a candidate must be a name (str) or an index (int), got {item!r} "
+            f"({type(item).__name__}) for key {self.key!r}"
+        )
+
+    def _resolve_plain(self, value: Any) -> Resolved:
+        if _is_bool(value):
+            raise self._fail("a single bool is not a choice; use a name, an index or a list", value)
+        if isinstance(value, (str, numbers.Integral)):
+            return Selection((self._index_of(value, value),))
+        if isinstance(value, np.ndarray):
+            value = value.tolist()
+        if not isinstance(value, Sequence):
+            raise SearchSpaceError(
+                f"a choice must be a name, an index, a list or a {{'_value', '_idx'}} dict, "
+                f"got {value!r} ({type(value).__name__}) for key {self.key!r}"
+            )
+        items = list(value)
+        if items and all(_is_bool(x) for x in items):
+            if len(items) != self.length:
+                raise self._fail(f"a bool mask needs {self.length} entries", value)
+            return Selection(i for i, x in enumerate(items) if x)
+        if items and any(_is_float(x) for x in items):
+            if len(items) != self.length:
+                raise self._fail(f"a weight list needs {self.length} entries", value)
+            if not all(isinstance(x, numbers.Real) and not _is_bool(x) for x in items):
+                raise self._fail("a weight list holds numbers only", value)
+            weights = [float(x) for x in items]
+            if not all(math.isfinite(w) and w >= 0 for w in weights):
+                raise self._fail("weights must be finite and >= 0", value)
+            return Weights(weights)
+        indices = [self._index_of(x, value) for x in items]
+        if len(set(indices)) != len(indices):
+            raise self._fail("a candidate is chosen twice", value)
+        return Selection(sorted(indices))
+
+    def resolve(self, value: Any, *, exact: bool = False) -> Resolved:
+        """Resolve a value in any admitted form.
+
+        Args:
+            value: the value for this key (see the module docstring for the forms).
+            exact: demand what a tuner must propose: one candidate for a layer choice, exactly
+                ``n_chosen`` for an input choice, and no weights.
+
+        Returns:
+            A :class:`Selection` or :class:`Weights`.
+
+        Raises:
+            SearchSpaceError: the value breaks a rule of this key.
+        """
+        if isinstance(value, Mapping):
+            resolved = self._resolve_parameter(value)
+        else:
+            resolved = self._resolve_plain(value)
+        if isinstance(resolved, Weights):
+            if exact:
+                raise self._fail("a tuner parameter chooses candidates, not weights", value)
+            if self.type == LAYER_CHOICE and not any(resolved):
+                raise self._fail("a layer choice needs at least one nonzero weight", value)
+            return resolved
+        n = len(resolved)
+        if self.type == LAYER_CHOICE:
+            if n == 0 or (exact and n != 1):
+                rule = "exactly 1 candidate" if exact else "at least 1 candidate"
+                raise self._fail(f"a layer choice chooses {rule}", value)
+        elif self.n_chosen is not None and (n > self.n_chosen or (exact and n != self.n_chosen)):
+            bound = "exactly" if exact else "at most"
+            raise self._fail(f"n_chosen={self.n_chosen} allows {bound} {self.n_chosen} candidates", value)
+        return resolved
+
+    def _resolve_parameter(self, value: Mapping) -> Resolved:
+        unknown = sorted(set(value) - {"_value", "_idx", "_idex"})
+        if unknown:
+            raise self._fail(f"a parameter holds '_value' and '_idx' only, not {unknown}", value)
+        if "_idx" in value and "_idex" in value and value["_idx"] != value["_idex"]:
+            raise self._fail("'_idx' and its alias '_idex' disagree", value)
+        idx = value["_idx"] if "_idx" in value else value.get("_idex")
+        if idx is None:
+            if "_value" not in value:
+                raise self._fail("a parameter needs '_value' or '_idx'", value)
+            return self._resolve_plain(value["_value"])
+        if not (_is_int(idx) or (isinstance(idx, Sequence) and not isinstance(idx, str))):
+            raise self._fail("'_idx' must be an index or a list of indices", value)
+        if isinstance(idx, Sequence) and not all(_is_int(i) for i in idx):
+            raise self._fail("'_idx' must be an index or a list of indices", value)
+        resolved = self._resolve_plain(idx)
+        if "_value" in value:
+            names = value["_value"]
+            names = [names] if isinstance(names, str) else names
+            if not isinstance(names, Sequence) or not _value_order_ok(self, names, idx):
+                raise self._fail("'_value' and '_idx' disagree", value)
+        return resolved
+
+
+def _value_order_ok(choice: Choice, names: Sequence, idx: Sequence | int) -> bool:
+    idx_list = [idx] if _is_int(idx) else list(idx)
+    if len(names) != len(idx_list):
+        return False
+    return all(isinstance(n, str) and choice.candidates[i] == n for n, i in zip(names, idx_list))
+
+
+def _parse_entry(key: Any, entry: Any) -> Choice:
+    if not isinstance(key, str) or not key:
+        raise SearchSpaceError(f"search-space keys must be non-empty strings, got {key!r}")
+    if not isinstance(entry, Mapping):
+        raise SearchSpaceError(
+            f"a search-space entry must be an object with '_type' and '_value', got {entry!r} for key {key!r}"
+        )
+    extra = sorted(set(entry) - {"_type", "_value"})
+    if extra or "_type" not in entry or "_value" not in entry:
+        raise SearchSpaceError(
+            f"a search-space entry holds exactly '_type' and '_value', got keys {sorted(entry)} for key {key!r}"
+        )
+    kind, spec = entry["_type"], entry["_value"]
+    if kind not in _TYPES:
+        raise SearchSpaceError(
+            f"unknown '_type' {kind!r} for key {key!r} (valid: {', '.join(_TYPES)})"
+        )
+    if kind == LAYER_CHOICE:
+        candidates = spec
+        n_chosen: int | None = 1
+    else:
+        if not isinstance(spec, Mapping) or "candidates" not in spec:
+            raise SearchSpaceError(
+                f"an input_choice '_value' must be an object with 'candidates' and 'n_chosen', "
+                f"got {spec!r} for key {key!r}"
+            )
+        extra = sorted(set(spec) - {"candidates", "n_chosen"})
+        if extra:
+            raise SearchSpaceError(
+                f"an input_choice '_value' holds 'candidates' and 'n_chosen' only, got {extra} for key {key!r}"
+            )
+        candidates = spec["candidates"]
+        n_chosen = spec.get("n_chosen")
+    if isinstance(candidates, str) or not isinstance(candidates, Sequence) or not candidates:
+        raise SearchSpaceError(f"candidates must be a non-empty list, got {candidates!r} for key {key!r}")
+    if not all(isinstance(c, str) for c in candidates):
+        raise SearchSpaceError(f"candidate names must be strings, got {list(candidates)!r} for key {key!r}")
+    if kind == INPUT_CHOICE and n_chosen is not None:
+        if not _is_int(n_chosen) or not 0 <= n_chosen <= len(candidates):
+            raise SearchSpaceError(
+                f"n_chosen must be null or between 0 and {len(candidates)}, got {n_chosen!r} for key {key!r}"
+            )
+        n_chosen = int(n_chosen)
+    return Choice(key=key, type=kind, candidates=tuple(candidates), n_chosen=n_chosen)
+
+
+def parse_search_space(search_space: Mapping[str, Any]) -> dict[str, Choice]:
+    """Validate a search space and return its choices, sorted by key.
+
+    Args:
+        search_space: the nnictl JSON (a dict), or a dict of :class:`Choice` (returned as is).
+
+    Returns:
+        ``{key: Choice}`` in sorted key order.
+
+    Raises:
+        SearchSpaceError: an entry breaks a rule; the message names the key and the value.
+    """
+    if not isinstance(search_space, Mapping):
+        raise SearchSpaceError(f"a search space must be a JSON object, got {type(search_space).__name__}")
+    if all(isinstance(v, Choice) for v in search_space.values()):
+        return {k: search_space[k] for k in sorted(search_space)}
+    return {k: _parse_entry(k, search_space[k]) for k in sorted(search_space)}
+
+
+def resolve_architecture(
+    architecture: Mapping[str, Any], search_space: Mapping[str, Any], *, exact: bool = False
+) -> dict[str, Resolved]:
+    """Resolve every key of an architecture (any value form) against a search space.
+
+    Args:
+        architecture: ``{key: value}`` with one value per key of the space.
+        search_space: the nnictl JSON or parsed choices.
+        exact: apply the rules a tuner's parameters obey (see :meth:`Choice.resolve`).
+
+    Returns:
+        ``{key: Selection | Weights}`` in sorted key order.
+
+    Raises:
+        SearchSpaceError: a key is missing or unknown, or a value breaks its key's rule.
+    """
+    choices = parse_search_space(search_space)
+    if not isinstance(architecture, Mapping):
+        raise SearchSpaceError(
+            f"an architecture must be a JSON object of key -> choice, got {type(architecture).__name__}"
+        )
+    unknown = sorted(set(architecture) - set(choices))
+    if unknown:
+        raise SearchSpaceError(
+            f"unknown key {unknown[0]!r} in architecture (valid keys: {', '.join(choices)})"
+        )
+    missing = [k for k in choices if k not in architecture]
+    if missing:
+        raise SearchSpaceError(f"architecture has no value for key {missing[0]!r} (missing: {missing})")
+    return {k: c.resolve(architecture[k], exact=exact) for k, c in choices.items()}
+
+
+def _parameter(choice: Choice, resolved: Resolved) -> dict:
+    if isinstance(resolved, Weights):
+        raise SearchSpaceError(
+            f"weights {list(resolved)!r} have no parameter form for key {choice.key!r}; fix the choice first"
+        )
+    if choice.type == LAYER_CHOICE and len(resolved) == 1:
+        return {"_value": choice.candidates[resolved[0]], "_idx": resolved[0]}
+    return {"_value": [choice.candidates[i] for i in resolved], "_idx": list(resolved)}
+
+
+def _exported(choice: Choice, resolved: Resolved) -> Any:
+    if isinstance(resolved, Weights):
+        return list(resolved)
+    single = choice.type == LAYER_CHOICE or choice.n_chosen == 1
+    if single and len(resolved) == 1:
+        return choice.label(resolved[0])
+    return [choice.label(i) for i in resolved]
+
+
+def to_parameters(architecture: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict:
+    """An architecture in any form -> the tuner parameter form ``{key: {"_value", "_idx"}}``."""
+    choices = parse_search_space(search_space)
+    resolved = resolve_architecture(architecture, choices)
+    return {k: _parameter(choices[k], r) for k, r in resolved.items()}
+
+
+def to_exported(architecture: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict:
+    """An architecture in any form -> the readable exported form (names, lists, weights)."""
+    choices = parse_search_space(search_space)
+    resolved = resolve_architecture(architecture, choices)
+    return {k: _exported(choices[k], r) for k, r in resolved.items()}
+
+
+def to_index_form(architecture: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict[str, list[int]]:
+    """An architecture -> ``{key: sorted list of chosen indices}`` (weights are not allowed)."""
+    choices = parse_search_space(search_space)
+    out = {}
+    for k, r in resolve_architecture(architecture, choices).items():
+        if isinstance(r, Weights):
+            raise SearchSpaceError(f"weights {list(r)!r} have no index form for key {k!r}")
+        out[k] = list(r)
+    return out
+
+
+def from_index_form(indices: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict:
+    """``{key: index or list of indices}`` -> the tuner parameter form."""
+    return to_parameters(indices, search_space)
+
+
+def canonical_hash(architecture: Mapping[str, Any], search_space: Mapping[str, Any]) -> str:
+    """A stable hex digest of an architecture: equal for every form of the same choices."""
+    payload = json.dumps(to_index_form(architecture, search_space), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha1(payload.encode()).hexdigest()
