@@ -1,0 +1,53 @@
+"""NNI's classic one-shot NAS API: mutables, mutators, search-space export, fixed architectures.
+
+Port an NNI model by changing ``from nni.nas.pytorch.mutables import ...`` (and friends) to
+``from raynas.nas import ...``.
+"""
+
+from raynas.nas.fixed import FixedArchitecture, apply_fixed_architecture, copy_supernet_weights, load_architecture
+from raynas.nas.mutables import NO_KEY, REDUCTIONS, InputChoice, LayerChoice, Mutable, MutableScope
+from raynas.nas.mutator import (
+    BaseMutator,
+    DecisionError,
+    MutableTreeNode,
+    Mutator,
+    MutatorBindingError,
+    ParsedModel,
+    parse_model,
+)
+from raynas.nas.random import RandomMutator
+from raynas.nas.space import (
+    SearchSpaceError,
+    generate_search_space,
+    model_choices,
+    to_decisions,
+    to_exported,
+    to_parameters,
+)
+
+__all__ = [
+    "NO_KEY",
+    "REDUCTIONS",
+    "BaseMutator",
+    "DecisionError",
+    "FixedArchitecture",
+    "InputChoice",
+    "LayerChoice",
+    "Mutable",
+    "MutableScope",
+    "MutableTreeNode",
+    "Mutator",
+    "MutatorBindingError",
+    "ParsedModel",
+    "RandomMutator",
+    "SearchSpaceError",
+    "apply_fixed_architecture",
+    "copy_supernet_weights",
+    "generate_search_space",
+    "load_architecture",
+    "model_choices",
+    "parse_model",
+    "to_decisions",
+    "to_exported",
+    "to_parameters",
+]

@@ -1,0 +1,163 @@
+"""Fixed architectures: pin every choice of a model, and prune what the choice leaves unused."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from raynas.nas.mutables import LayerChoice
+from raynas.nas.mutator import Mutator, MutatorBindingError, parse_model
+from raynas.nas.space import model_choices, to_decisions, to_exported
+
+__all__ = ["FixedArchitecture", "apply_fixed_architecture", "copy_supernet_weights", "load_architecture"]
+
+
+class FixedArchitecture(Mutator):
+    """A mutator whose every decision is fixed.
+
+    Args:
+        model: the model holding the mutables.
+        fixed_arc: one value per key of the model, in any form of DESIGN section 3 (names,
+            indices, lists, bool masks, float weights, ``{"_value", "_idx"}`` parameters).
+    """
+
+    def __init__(self, model: nn.Module, fixed_arc: Mapping[str, Any]):
+        super().__init__(model)
+        choices = model_choices(self)
+        self._decisions = to_decisions(fixed_arc, choices)
+        #: the whole architecture in the readable form (also keys whose LayerChoice was pruned).
+        self.architecture: dict[str, Any] = to_exported(self._decisions, choices)
+        #: module path -> chosen index of every LayerChoice replaced by its chosen candidate.
+        self.replaced: dict[str, int] = {}
+        self.reset()
+
+    def sample_search(self) -> dict[str, torch.Tensor]:
+        return dict(self._decisions)
+
+    def sample_final(self) -> dict[str, torch.Tensor]:
+        return dict(self._decisions)
+
+    def export(self) -> dict[str, Any]:
+        return dict(self.architecture)
+
+
+def load_architecture(arch: str | os.PathLike | Mapping[str, Any]) -> dict[str, Any]:
+    """Read an architecture: a dict as is, or a JSON file holding one.
+
+    Raises:
+        FileNotFoundError: the file does not exist.
+        ValueError: the file is not JSON, or does not hold an object.
+    """
+    if isinstance(arch, Mapping):
+        return dict(arch)
+    if not isinstance(arch, (str, os.PathLike)):
+        raise TypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
+    path = Path(arch)
+    if not path.is_file():
+        raise FileNotFoundError(f"architecture file {str(path)!r} does not exist")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"architecture file {str(path)!r} is not valid JSON: {exc}") from None
+    if not isinstance(data, Mapping):
+        raise ValueError(
+            f"architecture file {str(path)!r} must hold a JSON object of key -> choice, got {type(data).__name__}"
+        )
+    return dict(data)
+
+
+def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping[str, Any]) -> FixedArchitecture:
+    """Fix every choice of ``model`` in place and return the bound :class:`FixedArchitecture`.
+
+    A LayerChoice whose decision picks exactly one candidate is replaced by that candidate, so
+    the fixed model holds no unused weights; the other mutables stay, driven by the mutator.
+
+    Args:
+        model: a model holding mutables, not bound to a mutator.
+        arch: a dict or a JSON file, one value per key in any fixed form.
+
+    Returns:
+        The mutator now bound to the model; ``.export()`` gives the whole architecture.
+
+    Raises:
+        SearchSpaceError: a missing or unknown key, or a bad value (the message names both).
+        MutatorBindingError: the model is already bound to a mutator.
+    """
+    arch = load_architecture(arch)
+    bound = model.__dict__.get("_raynas_mutator")
+    if bound is not None:
+        raise MutatorBindingError(
+            f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
+            "(call .detach() on it, or fix a fresh model)"
+        )
+    choices = model_choices(model)
+    decisions = to_decisions(arch, choices)
+    key_of = {id(m): k for k, _p, m in parse_model(model).instances}
+    replaced: dict[str, int] = {}
+
+    def prune(module: nn.Module, prefix: str) -> None:
+        for name, child in list(module._modules.items()):
+            if child is None:
+                continue
+            path = f"{prefix}.{name}" if prefix else name
+            if isinstance(child, LayerChoice):
+                mask = decisions[key_of[id(child)]]
+                if mask.dtype == torch.bool and int(mask.sum()) == 1:
+                    index = int(mask.nonzero())
+                    module._modules[name] = child.choices[index]
+                    replaced[path] = index
+                    continue
+            prune(child, path)
+
+    prune(model, "")
+    remaining = model_choices(model)
+    mutator = FixedArchitecture(model, {k: decisions[k] for k in remaining})
+    mutator.architecture = to_exported(decisions, choices)
+    mutator.replaced = replaced
+    return mutator
+
+
+def copy_supernet_weights(
+    supernet: nn.Module | Mapping[str, torch.Tensor], fixed_model: nn.Module
+) -> nn.Module:
+    """Load a trained supernet's weights into a model fixed by :func:`apply_fixed_architecture`.
+
+    Args:
+        supernet: the supernet, or its ``state_dict()``.
+        fixed_model: the fixed model (same factory, same kwargs).
+
+    Returns:
+        ``fixed_model``, with every parameter and buffer taken from the supernet.
+
+    Raises:
+        KeyError: the supernet has no weight for a parameter of the fixed model.
+        ValueError: a weight's shape differs.
+    """
+    source = supernet.state_dict() if isinstance(supernet, nn.Module) else supernet
+    mutator = fixed_model.__dict__.get("_raynas_mutator")
+    replaced = getattr(mutator, "replaced", {}) if mutator is not None else {}
+    prefixes = sorted(replaced, key=len, reverse=True)
+    target = fixed_model.state_dict()
+    new = {}
+    for key, value in target.items():
+        src = key
+        for prefix in prefixes:
+            if key.startswith(prefix + "."):
+                src = f"{prefix}.choices.{replaced[prefix]}.{key[len(prefix) + 1:]}"
+                break
+        if src not in source:
+            raise KeyError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")
+        if tuple(source[src].shape) != tuple(value.shape):
+            raise ValueError(
+                f"shape of supernet weight {src!r} is {tuple(source[src].shape)}, "
+                f"the fixed model's {key!r} is {tuple(value.shape)}"
+            )
+        new[key] = source[src]
+    fixed_model.load_state_dict(new)
+    return fixed_model

@@ -1,0 +1,288 @@
+"""Mutables: the choices a supernet holds (NNI's classic ``LayerChoice`` / ``InputChoice``).
+
+A mutable does nothing by itself: its forward asks the mutator bound to the model what was
+decided for its key (``on_forward_layer_choice`` / ``on_forward_input_choice``). Keys are either
+given explicitly or assigned, when a mutator parses the model, from the module path
+(``blocks.2.op``), which is the same in every process that builds the model.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from raynas.nas.mutator import BaseMutator
+
+__all__ = ["Mutable", "LayerChoice", "InputChoice", "MutableScope", "REDUCTIONS", "NO_KEY"]
+
+REDUCTIONS = ("sum", "mean", "concat", "none")
+NO_KEY = ""  # an input-choice candidate without a label (NNI's NO_KEY)
+
+
+def _check_key(key: Any) -> str | None:
+    if key is not None and (not isinstance(key, str) or not key):
+        raise TypeError(f"a mutable key must be a non-empty string or None, got {key!r}")
+    return key
+
+
+def _check_reduction(reduction: Any, key: str | None) -> str:
+    if reduction not in REDUCTIONS:
+        raise ValueError(
+            f"unknown reduction {reduction!r} for mutable {key or '(unkeyed)'!r} "
+            f"(valid: {', '.join(REDUCTIONS)})"
+        )
+    return reduction
+
+
+class Mutable(nn.Module):
+    """Base class of everything a mutator decides or observes.
+
+    Args:
+        key: the decision key. ``None`` means "the module path", assigned when a mutator parses
+            the model. Mutables that share a key share one decision.
+    """
+
+    def __init__(self, key: str | None = None):
+        super().__init__()
+        self._explicit_key = _check_key(key)
+        self.__dict__["_assigned_key"] = None
+        self.__dict__["_mutator"] = None
+
+    @property
+    def key(self) -> str:
+        """The decision key: the explicit one, else the module path assigned at parse time."""
+        key = self._explicit_key or self.__dict__["_assigned_key"]
+        if key is None:
+            raise RuntimeError(
+                f"this {type(self).__name__} has no explicit key and no mutator has parsed its model "
+                "yet; pass key=... or create a mutator for the model first"
+            )
+        return key
+
+    @property
+    def mutator(self) -> BaseMutator | None:
+        """The mutator bound to this mutable, or ``None``."""
+        return self.__dict__["_mutator"]
+
+    def _require_mutator(self) -> BaseMutator:
+        mutator = self.__dict__["_mutator"]
+        if mutator is None:
+            name = self._explicit_key or self.__dict__["_assigned_key"] or "(unkeyed)"
+            raise RuntimeError(
+                f"{type(self).__name__} {name!r} has no mutator: create one for the model "
+                "(e.g. RandomMutator(model)) or call apply_fixed_architecture(model, arch) first"
+            )
+        return mutator
+
+    def extra_repr(self) -> str:
+        key = self._explicit_key or self.__dict__["_assigned_key"]
+        return f"key={key!r}" if key else ""
+
+
+class MutableScope(Mutable):
+    """A scope that tells the mutator when the forward pass enters and leaves it.
+
+    Subclass it and write ``forward`` as usual. The mutator's ``enter_mutable_scope`` runs before
+    the forward and ``exit_mutable_scope`` after it, also when the forward raises.
+
+    Args:
+        key: the scope key (scopes never appear in the search space).
+    """
+
+    def __init__(self, key: str | None = None):
+        super().__init__(key)
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        mutator = self._require_mutator()
+        mutator.enter_mutable_scope(self)
+        try:
+            return super().__call__(*args, **kwargs)
+        finally:
+            mutator.exit_mutable_scope(self)
+
+
+class LayerChoice(Mutable):
+    """Choose one (or, under a multi-hot mask or weights, several) of some candidate modules.
+
+    Args:
+        op_candidates: a list of modules (named ``"0"``, ``"1"``, ...) or a mapping of
+            name -> module (an ``OrderedDict`` keeps its order).
+        reduction: how several chosen outputs combine: ``sum``, ``mean``, ``concat`` or ``none``.
+        return_mask: return ``(output, mask)`` instead of ``output``.
+        key: the decision key (default: the module path).
+    """
+
+    def __init__(
+        self,
+        op_candidates: Sequence[nn.Module] | Mapping[str, nn.Module],
+        *,
+        reduction: str = "sum",
+        return_mask: bool = False,
+        key: str | None = None,
+    ):
+        super().__init__(key)
+        if isinstance(op_candidates, Mapping):
+            names = list(op_candidates.keys())
+            modules = list(op_candidates.values())
+        elif isinstance(op_candidates, (Sequence, nn.ModuleList)) and not isinstance(op_candidates, str):
+            modules = list(op_candidates)
+            names = [str(i) for i in range(len(modules))]
+        else:
+            raise TypeError(
+                f"op_candidates must be a list or a dict of modules, got {type(op_candidates).__name__} "
+                f"for LayerChoice {key or '(unkeyed)'!r}"
+            )
+        if not modules:
+            raise ValueError(f"op_candidates must not be empty for LayerChoice {key or '(unkeyed)'!r}")
+        for name, module in zip(names, modules):
+            if not isinstance(name, str) or not name:
+                raise TypeError(f"candidate names must be non-empty strings, got {name!r} in LayerChoice {key!r}")
+            if not isinstance(module, nn.Module):
+                raise TypeError(
+                    f"candidate {name!r} of LayerChoice {key or '(unkeyed)'!r} must be an nn.Module, "
+                    f"got {type(module).__name__}"
+                )
+        self.reduction = _check_reduction(reduction, key)
+        self.return_mask = bool(return_mask)
+        self.names: list[str] = names
+        self.choices = nn.ModuleList(modules)
+
+    @property
+    def length(self) -> int:
+        """Number of candidates (the name NNI's mutators use)."""
+        return len(self.choices)
+
+    def __len__(self) -> int:
+        return len(self.choices)
+
+    def __iter__(self) -> Iterator[nn.Module]:
+        return iter(self.choices)
+
+    def index(self, name_or_index: str | int) -> int:
+        """The position of a candidate given by name or index."""
+        if isinstance(name_or_index, str):
+            if name_or_index not in self.names:
+                raise KeyError(
+                    f"no candidate {name_or_index!r} in LayerChoice {self.extra_repr() or ''} "
+                    f"(valid: {', '.join(self.names)})"
+                )
+            return self.names.index(name_or_index)
+        if isinstance(name_or_index, int) and not isinstance(name_or_index, bool):
+            if not -len(self) <= name_or_index < len(self):
+                raise IndexError(f"candidate index {name_or_index} out of range for {len(self)} candidates")
+            return name_or_index % len(self)
+        raise TypeError(f"index a LayerChoice by name or int, got {name_or_index!r}")
+
+    def __getitem__(self, name_or_index: str | int) -> nn.Module:
+        return self.choices[self.index(name_or_index)]
+
+    def named_candidates(self) -> list[tuple[str, nn.Module]]:
+        """``[(name, module), ...]`` in order."""
+        return list(zip(self.names, self.choices))
+
+    def forward(self, *args: Any, **kwargs: Any) -> Any:
+        out, mask = self._require_mutator().on_forward_layer_choice(self, *args, **kwargs)
+        return (out, mask) if self.return_mask else out
+
+
+class InputChoice(Mutable):
+    """Choose some of several input tensors (NNI's classic signature).
+
+    Args:
+        n_candidates: number of inputs; may be left out when ``choose_from`` is given.
+        choose_from: labels of the inputs: keys of earlier mutables, or plain labels such as
+            ``"stem"``; ``""`` means no label. Default: ``n_candidates`` empty labels.
+        n_chosen: how many inputs are chosen; ``None`` means any number, none included.
+        reduction: ``sum``, ``mean``, ``concat`` or ``none``.
+        return_mask: return ``(output, mask)`` instead of ``output``.
+        key: the decision key (default: the module path).
+
+    The forward takes a list of tensors, or a dict ``{label: tensor}`` ordered by ``choose_from``.
+    With nothing chosen it returns ``None``.
+    """
+
+    NO_KEY = NO_KEY
+
+    def __init__(
+        self,
+        n_candidates: int | None = None,
+        choose_from: Sequence[str] | None = None,
+        n_chosen: int | None = None,
+        reduction: str = "sum",
+        return_mask: bool = False,
+        key: str | None = None,
+    ):
+        super().__init__(key)
+        name = key or "(unkeyed)"
+        if choose_from is not None:
+            if isinstance(choose_from, str) or not isinstance(choose_from, Sequence):
+                raise TypeError(f"choose_from must be a list of labels, got {choose_from!r} for InputChoice {name!r}")
+            choose_from = list(choose_from)
+            bad = [c for c in choose_from if not isinstance(c, str)]
+            if bad:
+                raise TypeError(f"choose_from labels must be strings, got {bad[0]!r} for InputChoice {name!r}")
+            labelled = [c for c in choose_from if c]
+            if len(set(labelled)) != len(labelled):
+                raise ValueError(f"choose_from labels must be distinct, got {choose_from!r} for InputChoice {name!r}")
+            if n_candidates is not None and n_candidates != len(choose_from):
+                raise ValueError(
+                    f"n_candidates={n_candidates!r} disagrees with len(choose_from)={len(choose_from)} "
+                    f"for InputChoice {name!r}"
+                )
+            n_candidates = len(choose_from)
+        if n_candidates is None:
+            raise ValueError(f"InputChoice {name!r} needs n_candidates or choose_from")
+        if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
+            raise ValueError(f"n_candidates must be a positive int, got {n_candidates!r} for InputChoice {name!r}")
+        if n_chosen is not None and (
+            isinstance(n_chosen, bool) or not isinstance(n_chosen, int) or not 0 <= n_chosen <= n_candidates
+        ):
+            raise ValueError(
+                f"n_chosen must be None or between 0 and {n_candidates}, got {n_chosen!r} for InputChoice {name!r}"
+            )
+        self.n_candidates = n_candidates
+        self.choose_from: list[str] = choose_from if choose_from is not None else [NO_KEY] * n_candidates
+        self.n_chosen = n_chosen
+        self.reduction = _check_reduction(reduction, key)
+        self.return_mask = bool(return_mask)
+
+    @property
+    def length(self) -> int:
+        """Number of candidates (alias of ``n_candidates``)."""
+        return self.n_candidates
+
+    def __len__(self) -> int:
+        return self.n_candidates
+
+    def _as_list(self, optional_inputs: Any) -> list:
+        if isinstance(optional_inputs, Mapping):
+            if not all(self.choose_from):
+                raise TypeError(
+                    f"InputChoice {self.key!r} has unlabelled candidates; pass its inputs as a list, not a dict"
+                )
+            missing = [c for c in self.choose_from if c not in optional_inputs]
+            if missing:
+                raise KeyError(
+                    f"InputChoice {self.key!r} got no input for label {missing[0]!r} "
+                    f"(expected: {', '.join(self.choose_from)})"
+                )
+            return [optional_inputs[c] for c in self.choose_from]
+        if isinstance(optional_inputs, torch.Tensor) or not isinstance(optional_inputs, Sequence):
+            raise TypeError(
+                f"InputChoice {self.key!r} takes a list or a dict of tensors, got {type(optional_inputs).__name__}"
+            )
+        if len(optional_inputs) != self.n_candidates:
+            raise ValueError(
+                f"InputChoice {self.key!r} expects {self.n_candidates} inputs, got {len(optional_inputs)}"
+            )
+        return list(optional_inputs)
+
+    def forward(self, optional_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor]) -> Any:
+        mutator = self._require_mutator()
+        out, mask = mutator.on_forward_input_choice(self, self._as_list(optional_inputs))
+        return (out, mask) if self.return_mask else out
+

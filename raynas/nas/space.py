@@ -1,0 +1,165 @@
+"""Search-space export (``nnictl ss_gen`` JSON) and conversions between architecture forms.
+
+The torch-free format lives in :mod:`searchers.space`; this module connects it to models
+(mutables -> choices) and to tensors (decisions).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from raynas.nas.mutables import InputChoice, LayerChoice
+from raynas.nas.mutator import BaseMutator, parse_model
+from searchers.space import (
+    INPUT_CHOICE,
+    LAYER_CHOICE,
+    Choice,
+    SearchSpaceError,
+    Weights,
+    parse_search_space,
+    resolve_architecture,
+)
+from searchers.space import to_exported as _to_exported
+from searchers.space import to_parameters as _to_parameters
+
+__all__ = [
+    "generate_search_space",
+    "model_choices",
+    "to_decisions",
+    "to_parameters",
+    "to_exported",
+    "load_factory",
+    "write_json_atomic",
+    "SearchSpaceError",
+]
+
+
+def _choice_of(key: str, mutable: LayerChoice | InputChoice) -> Choice:
+    if isinstance(mutable, LayerChoice):
+        return Choice(key=key, type=LAYER_CHOICE, candidates=tuple(mutable.names), n_chosen=1)
+    return Choice(key=key, type=INPUT_CHOICE, candidates=tuple(mutable.choose_from), n_chosen=mutable.n_chosen)
+
+
+def model_choices(model: nn.Module | BaseMutator) -> dict[str, Choice]:
+    """``{key: Choice}`` (sorted by key) of a model, or of the model a mutator is bound to."""
+    parsed = model._parsed if isinstance(model, BaseMutator) else parse_model(model)
+    return {k: _choice_of(k, parsed.choices[k]) for k in sorted(parsed.choices)}
+
+
+def generate_search_space(model: nn.Module) -> dict[str, dict]:
+    """The model's search space in the ``nnictl ss_gen`` JSON format (sorted keys, no scopes).
+
+    Args:
+        model: a model holding LayerChoice / InputChoice mutables (bound or not).
+
+    Returns:
+        ``{key: {"_type": ..., "_value": ...}}``.
+    """
+    return {k: c.spec() for k, c in model_choices(model).items()}
+
+
+def _plain(value: Any) -> Any:
+    """Tensors -> lists (bool masks stay bools, float weights floats); other values unchanged."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().cpu().tolist()
+    return value
+
+
+def _space(space: Mapping[str, Any] | nn.Module | BaseMutator) -> dict[str, Choice]:
+    if isinstance(space, (nn.Module, BaseMutator)):
+        return model_choices(space)
+    return parse_search_space(space)
+
+
+def to_decisions(
+    architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module
+) -> dict[str, torch.Tensor]:
+    """An architecture in any fixed form -> decisions ``{key: bool mask or float weights}``.
+
+    Args:
+        architecture: one value per key, in any form of DESIGN section 3 (tensors too).
+        space: a search space (JSON or parsed) or a model to take it from.
+
+    Returns:
+        ``{key: tensor}`` in sorted key order.
+
+    Raises:
+        SearchSpaceError: a missing or unknown key, or a value that breaks its key's rule.
+    """
+    choices = _space(space)
+    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
+    out = {}
+    for key, resolved in resolve_architecture(plain, choices).items():
+        if isinstance(resolved, Weights):
+            out[key] = torch.tensor(list(resolved), dtype=torch.float32)
+        else:
+            mask = torch.zeros(choices[key].length, dtype=torch.bool)
+            mask[list(resolved)] = True
+            out[key] = mask
+    return out
+
+
+def to_parameters(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
+    """An architecture in any form (tensors too) -> the tuner form ``{key: {"_value", "_idx"}}``."""
+    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
+    return _to_parameters(plain, _space(space))
+
+
+def to_exported(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
+    """An architecture in any form (tensors too) -> the readable exported form."""
+    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
+    return _to_exported(plain, _space(space))
+
+
+def load_factory(spec: str) -> Any:
+    """Import ``"package.module:attribute"`` and return the attribute.
+
+    Raises:
+        ValueError: the spec is not of the form ``MODULE:NAME``, or the module or name is missing.
+    """
+    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
+        raise ValueError(f"a factory must be written 'package.module:name', got {spec!r}")
+    module_name, attr = spec.split(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ValueError(f"cannot import module {module_name!r} of factory {spec!r}: {exc}") from None
+    try:
+        return getattr(module, attr)
+    except AttributeError:
+        public = sorted(
+            n
+            for n, v in vars(module).items()
+            if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module_name
+        )
+        raise ValueError(
+            f"module {module_name!r} has no attribute {attr!r} (factory {spec!r}); it has: {', '.join(public)}"
+        ) from None
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file and a rename (never a half-written file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=2, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+

@@ -1,0 +1,26 @@
+"""Built-in datasets and search spaces.
+
+Each built-in is a module with ``build_supernet()`` (no required arguments) and ``load_data()``
+returning ``{"train", "val", "test"}`` datasets: ``raynas.zoo.mnist1d`` (DESIGN section 5, the
+benchmark space) and ``raynas.zoo.digits`` (scikit-learn's 8x8 digits, a 2-D example).
+"""
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+__all__ = ["BUILTINS", "builtin"]
+
+BUILTINS = ("mnist1d", "digits")
+
+
+def builtin(name: str) -> ModuleType:
+    """The built-in module called ``name``.
+
+    Raises:
+        ValueError: unknown name (the message lists the built-ins).
+    """
+    if name not in BUILTINS:
+        raise ValueError(f"unknown built-in dataset {name!r} (valid: {', '.join(BUILTINS)})")
+    return importlib.import_module(f"raynas.zoo.{name}")
