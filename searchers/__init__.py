@@ -1,4 +1,8 @@
-"""NNI-protocol tuners and their Ray Tune adapter. Torch-free: numpy only."""
+"""NNI-protocol tuners and their Ray Tune adapter. Torch-free: numpy only.
+
+The Ray Tune adapter lives in :mod:`searchers.tune` (imported on demand, so that ``import
+searchers`` loads neither torch nor ray); the conformance suite in :mod:`searchers.testing`.
+"""
 
 from searchers.space import (
     INPUT_CHOICE,
@@ -14,7 +18,19 @@ from searchers.space import (
     to_exported,
     to_index_form,
     to_parameters,
+    choice_size,
+    space_size,
+    sample_choice,
+    neighbour_choice,
+    sample_architecture,
+    mutate_architecture,
+    crossover_architectures,
+    enumerate_architectures,
 )
+from searchers.base import OPTIMIZE_MODES, CheckpointError, NoMoreTrialError, Tuner, check_optimize_mode, metric_value
+from searchers.random import RandomTuner
+from searchers.evolution import EvolutionTuner
+from searchers.regularized_evolution import RegularizedEvolutionTuner
 
 __all__ = [
     "INPUT_CHOICE",
@@ -30,4 +46,21 @@ __all__ = [
     "to_exported",
     "to_index_form",
     "to_parameters",
+    "choice_size",
+    "space_size",
+    "sample_choice",
+    "neighbour_choice",
+    "sample_architecture",
+    "mutate_architecture",
+    "crossover_architectures",
+    "enumerate_architectures",
+    "OPTIMIZE_MODES",
+    "CheckpointError",
+    "NoMoreTrialError",
+    "Tuner",
+    "check_optimize_mode",
+    "metric_value",
+    "RandomTuner",
+    "EvolutionTuner",
+    "RegularizedEvolutionTuner",
 ]

@@ -1,0 +1,448 @@
+"""The NNI tuner protocol (:class:`Tuner`), :class:`NoMoreTrialError` and shared tuner helpers.
+
+The contract, as NNI defines it: the driver calls ``update_search_space`` once, then
+``generate_parameters(parameter_id)`` for every trial it starts, ``receive_trial_result`` with the
+trial's final metric, and ``trial_end`` when the trial is over (``success=False`` for a failed
+trial, which reports no result). Several trials may run at once, so calls interleave.
+"""
+
+from __future__ import annotations
+
+import abc
+import math
+import numbers
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+import numpy as np
+
+from searchers.space import (
+    Choice,
+    SearchSpaceError,
+    _choice_values,
+    _parameter,
+    Selection,
+    choice_size,
+    parse_search_space,
+    sample_choice,
+    to_index_form,
+)
+
+__all__ = [
+    "OPTIMIZE_MODES",
+    "NoMoreTrialError",
+    "Tuner",
+    "CheckpointError",
+    "check_optimize_mode",
+    "metric_value",
+]
+
+OPTIMIZE_MODES = ("maximize", "minimize")
+
+Arch = tuple  # one tuple of sorted candidate indices per key, in sorted key order
+
+
+class NoMoreTrialError(Exception):
+    """Raised by ``generate_parameters`` when the tuner has nothing to propose (now or ever).
+
+    A driver that still has trials running should wait for their results and ask again; with
+    nothing running, the search is over.
+    """
+
+
+class CheckpointError(ValueError):
+    """A tuner checkpoint does not fit the tuner it is loaded into."""
+
+
+def check_optimize_mode(mode: Any) -> str:
+    """Validate an ``optimize_mode`` option.
+
+    Args:
+        mode: ``"maximize"`` or ``"minimize"``.
+
+    Returns:
+        The mode.
+
+    Raises:
+        ValueError: any other value (the message lists the valid ones).
+    """
+    if mode not in OPTIMIZE_MODES:
+        raise ValueError(f"optimize_mode must be one of {', '.join(map(repr, OPTIMIZE_MODES))}, got {mode!r}")
+    return mode
+
+
+def metric_value(value: Any) -> float:
+    """The scalar a trial reported: a number, or a dict holding it under ``"default"``.
+
+    Args:
+        value: a real number or a mapping with key ``"default"`` (NNI's form).
+
+    Returns:
+        The value as a float.
+
+    Raises:
+        KeyError: a mapping without ``"default"``.
+        TypeError: not a real number.
+        ValueError: NaN.
+    """
+    raw = value
+    if isinstance(value, Mapping):
+        if "default" not in value:
+            raise KeyError(f"a metric dict must hold the value under 'default', got keys {sorted(value)!r}")
+        value = value["default"]
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"a metric value must be a real number (or a dict with 'default'), got {raw!r}")
+    value = float(value)
+    if math.isnan(value):
+        raise ValueError(f"a metric value must not be NaN, got {raw!r}")
+    return value
+
+
+class Tuner(abc.ABC):
+    """An NNI-protocol tuner: proposes architectures and learns from their results.
+
+    Subclasses implement the five abstract methods; ``trial_end``, ``import_data`` and
+    ``generate_multiple_parameters`` have working defaults. A tuner must be picklable (it travels
+    into a Ray actor) and its checkpoint JSON-able. ``optimize_mode`` is ``"maximize"``,
+    ``"minimize"`` or ``None`` (the tuner does not rank results); drivers negate values to match.
+    """
+
+    optimize_mode: str | None = None
+
+    @abc.abstractmethod
+    def update_search_space(self, search_space: Mapping[str, Any]) -> None:
+        """Set the search space (nnictl JSON); called before the first ``generate_parameters``.
+
+        Args:
+            search_space: ``{key: {"_type": ..., "_value": ...}}``.
+
+        Raises:
+            SearchSpaceError: the space breaks a rule.
+        """
+
+    @abc.abstractmethod
+    def generate_parameters(self, parameter_id: Any, **kwargs: Any) -> dict:
+        """Propose the parameters of one new trial.
+
+        Args:
+            parameter_id: the driver's id for the trial (JSON-able, unique).
+            **kwargs: driver extras, ignored by default.
+
+        Returns:
+            ``{key: {"_value": ..., "_idx": ...}}`` for every key, as
+            :func:`searchers.space.to_parameters` writes it.
+
+        Raises:
+            NoMoreTrialError: nothing to propose now (wait for results) or ever.
+        """
+
+    @abc.abstractmethod
+    def receive_trial_result(self, parameter_id: Any, parameters: dict, value: Any, **kwargs: Any) -> None:
+        """Take the final result of a trial.
+
+        Args:
+            parameter_id: the trial's id (possibly one this tuner never generated; then
+                ``kwargs["customized"]`` is true and ``parameters`` says what ran).
+            parameters: the trial's parameters.
+            value: a number, or a dict holding it under ``"default"``.
+            **kwargs: driver extras.
+        """
+
+    def trial_end(self, parameter_id: Any, success: bool, **kwargs: Any) -> None:
+        """A trial is over; ``success=False`` means it failed and reports no result. No-op.
+
+        Args:
+            parameter_id: the trial's id.
+            success: whether the trial ended normally.
+            **kwargs: driver extras.
+        """
+
+    def generate_multiple_parameters(self, parameter_id_list: Iterable[Any], **kwargs: Any) -> list[dict]:
+        """Propose parameters for several trials; stops early at :class:`NoMoreTrialError`.
+
+        Args:
+            parameter_id_list: one id per wanted trial.
+            **kwargs: passed on to ``generate_parameters``.
+
+        Returns:
+            One parameter dict per id, in order; fewer when the tuner ran out.
+        """
+        out = []
+        for parameter_id in parameter_id_list:
+            try:
+                out.append(self.generate_parameters(parameter_id, **kwargs))
+            except NoMoreTrialError:
+                break
+        return out
+
+    def import_data(self, data: Iterable[Mapping[str, Any]]) -> None:
+        """Take results evaluated elsewhere: records ``{"parameter": ..., "value": ...}``. No-op.
+
+        Args:
+            data: the records.
+        """
+
+    @abc.abstractmethod
+    def save_checkpoint(self) -> dict:
+        """The tuner's whole state (space, RNG, population, pending trials) as JSON-able data.
+
+        Returns:
+            A dict that ``json.dumps`` accepts.
+        """
+
+    @abc.abstractmethod
+    def load_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`save_checkpoint` returned, exactly (the same next proposals).
+
+        Args:
+            state: a checkpoint of a tuner of this class.
+
+        Raises:
+            CheckpointError: the state belongs to another tuner class or format.
+        """
+
+
+# -- shared machinery of the shipped tuners ------------------------------------------------------
+
+
+class _ArchTuner(Tuner):
+    """Bookkeeping shared by the shipped tuners: parsed space, seeded RNG, no-repeat memory.
+
+    Architectures are tuples (one tuple of sorted indices per key, keys sorted). Every proposed,
+    received or imported architecture is remembered, so none is proposed twice; once every
+    architecture of the space is remembered, ``generate_parameters`` raises NoMoreTrialError.
+    """
+
+    _FORMAT = 1
+    _ATTEMPTS = 200  # random draws before falling back to enumerating the unseen architectures
+    _ENUMERATE_LIMIT = 1 << 20
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = None,
+        optimize_mode: str | None = "maximize",
+        constraint: Callable[[dict], bool] | None = None,
+    ) -> None:
+        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
+            raise TypeError(f"seed must be an int or None, got {seed!r}")
+        if seed is not None and seed < 0:
+            raise ValueError(f"seed must be >= 0, got {seed!r}")
+        if constraint is not None and not callable(constraint):
+            raise TypeError(f"constraint must be a callable(parameters) -> bool or None, got {constraint!r}")
+        self.optimize_mode = None if optimize_mode is None else check_optimize_mode(optimize_mode)
+        self.seed = seed
+        self.constraint = constraint
+        self._rng = np.random.default_rng(seed)
+        self._choices: dict[str, Choice] | None = None
+        self._list: list[Choice] = []
+        self._size = 0
+        self._seen: set[Arch] = set()
+        self._pending: dict[Any, Arch] = {}
+
+    # -- space ---------------------------------------------------------------------------------
+
+    def update_search_space(self, search_space: Mapping[str, Any]) -> None:
+        """Set the search space (nnictl JSON); forgets everything learnt on a previous space.
+
+        Args:
+            search_space: ``{key: {"_type": ..., "_value": ...}}``.
+
+        Raises:
+            SearchSpaceError: the space breaks a rule (the message names key and value).
+        """
+        choices = parse_search_space(search_space)
+        self._choices = choices
+        self._list = list(choices.values())
+        self._size = math.prod(choice_size(c) for c in self._list)
+        self._seen = set()
+        self._pending = {}
+        self._reset()
+
+    def _reset(self) -> None:
+        """Subclass hook: drop learnt state after a new search space."""
+
+    def _need_space(self) -> None:
+        if self._choices is None:
+            raise SearchSpaceError(f"{type(self).__name__} has no search space: call update_search_space first")
+
+    # -- conversions ---------------------------------------------------------------------------
+
+    def _parameters(self, arch: Arch) -> dict:
+        return {c.key: _parameter(c, Selection(v)) for c, v in zip(self._list, arch)}
+
+    def _arch_of(self, parameters: Mapping[str, Any]) -> Arch:
+        indices = to_index_form(parameters, self._choices)
+        return tuple(tuple(indices[c.key]) for c in self._list)
+
+    def _score(self, value: Any) -> float:
+        v = metric_value(value)
+        return -v if self.optimize_mode == "minimize" else v
+
+    # -- proposing -----------------------------------------------------------------------------
+
+    def _random_arch(self) -> Arch:
+        return tuple(sample_choice(c, self._rng) for c in self._list)
+
+    def _acceptable(self, arch: Arch, extra: set | None = None) -> bool:
+        if arch in self._seen or (extra is not None and arch in extra):
+            return False
+        return self.constraint is None or bool(self.constraint(self._parameters(arch)))
+
+    def _random_unseen(self, extra: set | None = None) -> Arch | None:
+        """A random architecture not seen (nor in ``extra``) that meets the constraint, or None."""
+        taken = len(self._seen) + (len(extra) if extra else 0)
+        if taken >= self._size:
+            return None
+        for _ in range(self._ATTEMPTS):
+            arch = self._random_arch()
+            if self._acceptable(arch, extra):
+                return arch
+        if self._size > self._ENUMERATE_LIMIT:
+            return None
+        import itertools
+
+        left = [
+            arch
+            for arch in itertools.product(*(_choice_values(c) for c in self._list))
+            if self._acceptable(arch, extra)
+        ]
+        return left[int(self._rng.integers(len(left)))] if left else None
+
+    def _propose(self, parameter_id: Any, arch: Arch) -> dict:
+        self._seen.add(arch)
+        self._pending[parameter_id] = arch
+        return self._parameters(arch)
+
+    # -- results -------------------------------------------------------------------------------
+
+    def receive_trial_result(self, parameter_id: Any, parameters: dict, value: Any, **kwargs: Any) -> None:
+        """Record a trial's final result.
+
+        Args:
+            parameter_id: the trial's id; an id this tuner did not generate uses ``parameters``.
+            parameters: the trial's parameters (any form :func:`searchers.space.to_index_form`
+                reads).
+            value: a number, or a dict holding it under ``"default"``.
+            **kwargs: ignored.
+
+        Raises:
+            SearchSpaceError: ``parameters`` do not fit the space (for a foreign id).
+            TypeError, KeyError, ValueError: ``value`` is not a number (see :func:`metric_value`).
+        """
+        self._need_space()
+        score = self._score(value)
+        arch = self._pending.pop(parameter_id, None)
+        if arch is None:
+            arch = self._arch_of(parameters)
+            self._seen.add(arch)
+        self._on_result(parameter_id, arch, score)
+
+    def trial_end(self, parameter_id: Any, success: bool, **kwargs: Any) -> None:
+        """A trial is over; a failed one (no result) is forgotten and never proposed again.
+
+        Args:
+            parameter_id: the trial's id.
+            success: whether it ended normally.
+            **kwargs: ignored.
+        """
+        arch = self._pending.pop(parameter_id, None)
+        if arch is not None and not success:
+            self._on_failure(parameter_id, arch)
+
+    def import_data(self, data: Iterable[Mapping[str, Any]]) -> None:
+        """Take results evaluated elsewhere, as if they were trials of this tuner.
+
+        Args:
+            data: records ``{"parameter": parameters, "value": number or {"default": number}}``.
+
+        Raises:
+            KeyError: a record lacks ``"parameter"`` or ``"value"``.
+            TypeError: a record is not a mapping.
+            SearchSpaceError: a record's parameters do not fit the space.
+        """
+        self._need_space()
+        records = []
+        for i, record in enumerate(data):
+            if not isinstance(record, Mapping):
+                raise TypeError(f"import_data record {i} must be a dict with 'parameter' and 'value', got {record!r}")
+            missing = [k for k in ("parameter", "value") if k not in record]
+            if missing:
+                raise KeyError(f"import_data record {i} lacks {missing} (keys: {sorted(record)})")
+            records.append((self._arch_of(record["parameter"]), self._score(record["value"])))
+        for arch, score in records:
+            self._seen.add(arch)
+            self._on_result(None, arch, score)
+
+    def _on_result(self, parameter_id: Any, arch: Arch, score: float) -> None:
+        """Subclass hook: a result arrived (``score`` is larger for better)."""
+
+    def _on_failure(self, parameter_id: Any, arch: Arch) -> None:
+        """Subclass hook: a pending trial failed."""
+
+    # -- checkpoints ---------------------------------------------------------------------------
+
+    def save_checkpoint(self) -> dict:
+        """The whole state as JSON-able data (space, RNG, seen, pending, population).
+
+        Returns:
+            A dict that ``json.dumps`` accepts; the constraint callable is not part of it.
+        """
+        return {
+            "tuner": type(self).__name__,
+            "format": self._FORMAT,
+            "optimize_mode": self.optimize_mode,
+            "search_space": None if self._choices is None else {k: c.spec() for k, c in self._choices.items()},
+            "rng": self._rng.bit_generator.state,
+            "seen": sorted(_arch_json(a) for a in self._seen),
+            "pending": [[pid, _arch_json(a)] for pid, a in self._pending.items()],
+            "state": self._state(),
+        }
+
+    def load_checkpoint(self, state: Mapping[str, Any]) -> None:
+        """Restore a :meth:`save_checkpoint` state exactly (the same next proposals).
+
+        Args:
+            state: the checkpoint.
+
+        Raises:
+            CheckpointError: it belongs to another tuner class or format.
+        """
+        if not isinstance(state, Mapping) or "tuner" not in state:
+            raise CheckpointError(f"not a tuner checkpoint: {type(state).__name__} without key 'tuner'")
+        if state["tuner"] != type(self).__name__ or state.get("format") != self._FORMAT:
+            raise CheckpointError(
+                f"checkpoint of {state['tuner']!r} format {state.get('format')!r} cannot be loaded into "
+                f"{type(self).__name__} (format {self._FORMAT})"
+            )
+        if state["search_space"] is None:
+            self._choices, self._list, self._size = None, [], 0
+        else:
+            self.update_search_space(state["search_space"])
+        self.optimize_mode = state["optimize_mode"]
+        rng = np.random.default_rng()
+        rng.bit_generator.state = state["rng"]
+        self._rng = rng
+        self._seen = {_arch_tuple(a) for a in state["seen"]}
+        self._pending = {_pid(pid): _arch_tuple(a) for pid, a in state["pending"]}
+        self._load_state(state["state"])
+
+    def _state(self) -> dict:
+        """Subclass hook: JSON-able learnt state."""
+        return {}
+
+    def _load_state(self, state: Mapping[str, Any]) -> None:
+        """Subclass hook: restore :meth:`_state`."""
+
+
+def _arch_json(arch: Arch) -> list[list[int]]:
+    return [list(v) for v in arch]
+
+
+def _arch_tuple(arch: Iterable[Iterable[int]]) -> Arch:
+    return tuple(tuple(int(i) for i in v) for v in arch)
+
+
+def _pid(pid: Any) -> Any:
+    # JSON turns tuple ids into lists; keep ids hashable.
+    return tuple(_pid(p) for p in pid) if isinstance(pid, list) else pid
