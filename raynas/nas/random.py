@@ -29,22 +29,25 @@ class RandomMutator(Mutator):
     def __init__(self, model: nn.Module, *, seed: int | None = None):
         super().__init__(model)
         self._rng = np.random.default_rng(seed)
+        # (key, number of candidates, n_chosen or -1 for a layer choice), one per key, parse order
+        self._specs = [
+            (m.key, m.length, -1 if isinstance(m, LayerChoice) else m.n_chosen)
+            for m in self.mutables
+            if isinstance(m, (LayerChoice, InputChoice))
+        ]
 
     def sample_search(self) -> dict[str, torch.Tensor]:
-        result = {}
-        for mutable in self.mutables:
-            if isinstance(mutable, LayerChoice):
-                mask = torch.zeros(mutable.length, dtype=torch.bool)
-                mask[int(self._rng.integers(mutable.length))] = True
-            elif isinstance(mutable, InputChoice):
-                if mutable.n_chosen is None:
-                    mask = torch.from_numpy(self._rng.integers(0, 2, size=mutable.n_candidates).astype(bool))
-                else:
-                    mask = torch.zeros(mutable.n_candidates, dtype=torch.bool)
-                    mask[self._rng.choice(mutable.n_candidates, size=mutable.n_chosen, replace=False).tolist()] = True
+        rng, result = self._rng, {}
+        for key, n, n_chosen in self._specs:
+            if n_chosen is None:  # any number: each candidate with probability 1/2
+                mask = rng.random(n) < 0.5
             else:
-                continue
-            result[mutable.key] = mask
+                mask = np.zeros(n, dtype=bool)
+                if n_chosen == -1:  # layer choice: uniform one-hot
+                    mask[rng.integers(n)] = True
+                else:  # a uniform subset of n_chosen candidates
+                    mask[rng.choice(n, size=n_chosen, replace=False)] = True
+            result[key] = torch.from_numpy(mask)
         return result
 
     def sample_final(self) -> dict[str, torch.Tensor]:
