@@ -157,6 +157,8 @@ class TunerSearcher(Searcher):
             ValueError: ``config`` holds the search space under ``"arch"`` (pass it as
                 ``search_space=`` instead), or ``mode`` is not ``"max"``/``"min"``.
         """
+        if _has_domains(config):
+            return False
         if isinstance(config, Mapping) and isinstance(config.get(ARCH_KEY), Mapping):
             raise ValueError(
                 f"param_space must not hold the architecture under {ARCH_KEY!r}: TunerSearcher suggests it; "
@@ -166,7 +168,7 @@ class TunerSearcher(Searcher):
             self._metric = _check_metric(metric)
         if self._mode is None and mode is not None:
             self._mode = _check_mode(mode)
-        return not _has_domains(config)
+        return True
 
     def _sign(self) -> float:
         tuner_mode = getattr(self.tuner, "optimize_mode", None)
@@ -413,7 +415,11 @@ def _import_object(path: str) -> Any:
             names = [
                 n
                 for n, v in vars(module).items()
-                if isinstance(v, type) and issubclass(v, (Tuner, Searcher)) and v not in (Tuner, Searcher)
+                if isinstance(v, type)
+                and issubclass(v, (Tuner, Searcher))
+                and not inspect.isabstract(v)
+                and not n.startswith("_")
+                and v is not Searcher
             ]
             raise SearcherLoadError(
                 f"module {module_name!r} has no {attr!r} (tuners and searchers there: {', '.join(sorted(names)) or 'none'})"
