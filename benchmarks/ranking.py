@@ -1,0 +1,213 @@
+"""Ranking quality of weight sharing on ``mnist1d``: Kendall tau between supernet scores and
+stand-alone accuracy of the same random architectures.
+
+1. Train the supernet with the default :class:`raynas.train.SupernetConfig` (on a local Ray,
+   ``--local`` for local mode); report its wall time.
+2. Score ``--archs`` random architectures (uniform, as ``RandomMutator`` samples) by weight sharing
+   (BatchNorm recalibration, validation accuracy), plus the all-``conv7``-no-skip and the
+   all-``identity`` paths.
+3. Train the same architectures alone (DESIGN section 5: Adam 3e-3, batch 128, 30 epochs, cosine
+   schedule) and take their test accuracy. Stand-alone results are cached on disk (keyed by the
+   architecture and the protocol), so re-running after a change of supernet settings only
+   re-trains the supernet.
+4. Print the Kendall tau (tau-b) between the two rankings.
+
+Prints one JSON object per line; the last line holds ``kendall_tau``.
+
+    python benchmarks/ranking.py [--archs 30] [--seed 0] [--local] [--set epochs=40 lr=0.003 ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+FACTORY = "raynas.zoo.mnist1d:build_supernet"
+DATA = "raynas.zoo.mnist1d:load_data"
+PROTOCOL = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine"}
+
+
+def emit(**row: object) -> None:
+    print(json.dumps(row), flush=True)
+
+
+def machine() -> dict:
+    import ray
+    import torch
+
+    return {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": os.cpu_count(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
+    }
+
+
+def kendall_tau(a: list[float], b: list[float]) -> float:
+    """Kendall's tau-b (ties in either list handled)."""
+    n = len(a)
+    concordant = discordant = ties_a = ties_b = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            da, db = a[i] - a[j], b[i] - b[j]
+            if da == 0 and db == 0:
+                continue
+            if da == 0:
+                ties_a += 1
+            elif db == 0:
+                ties_b += 1
+            elif (da > 0) == (db > 0):
+                concordant += 1
+            else:
+                discordant += 1
+    denom = ((concordant + discordant + ties_a) * (concordant + discordant + ties_b)) ** 0.5
+    return (concordant - discordant) / denom if denom else 0.0
+
+
+def sample_archs(n: int, seed: int) -> list[dict]:
+    from raynas.nas import RandomMutator
+    from raynas.zoo.mnist1d import build_supernet
+
+    mutator = RandomMutator(build_supernet(), seed=seed)
+    return [mutator.export() for _ in range(n)]
+
+
+CONV7 = {"op0": "conv7", "op1": "conv7", "op2": "conv7", "op3": "conv7", "skip1": [], "skip2": [], "skip3": []}
+IDENTITY = {k: ("identity" if k.startswith("op") else []) for k in CONV7}
+
+
+def standalone(arch: dict, seed: int = 0) -> dict:
+    """Train one architecture alone (DESIGN section 5 protocol); test and val accuracy."""
+    import numpy as np
+    import torch
+
+    from raynas.nas import apply_fixed_architecture
+    from raynas.zoo.mnist1d import build_supernet, load_data
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    data = load_data()
+    x, y = data["train"].tensors
+    model = build_supernet()
+    apply_fixed_architecture(model, arch)
+    opt = torch.optim.Adam(model.parameters(), lr=PROTOCOL["lr"])
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=PROTOCOL["epochs"])
+    rng = np.random.default_rng(seed)
+    bs = PROTOCOL["batch_size"]
+    for _ in range(PROTOCOL["epochs"]):
+        model.train()
+        perm = torch.from_numpy(rng.permutation(len(x)))
+        for s in range(0, len(x), bs):
+            idx = perm[s : s + bs]
+            opt.zero_grad(set_to_none=True)
+            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
+            opt.step()
+        sched.step()
+    model.eval()
+    out = {}
+    with torch.no_grad():
+        for split in ("val", "test"):
+            xs, ys = data[split].tensors
+            out[f"{split}_accuracy"] = float((model(xs).argmax(-1) == ys).float().mean())
+    return out
+
+
+def standalone_all(archs: list[dict], *, seed: int, cache: Path) -> list[dict]:
+    import ray
+
+    results = json.loads(cache.read_text()) if cache.is_file() else {}
+    keys = [hashlib.sha1(json.dumps([a, PROTOCOL, seed], sort_keys=True).encode()).hexdigest() for a in archs]
+    todo = [(k, a) for k, a in zip(keys, archs) if k not in results]
+    if todo:
+        task = ray.remote(num_cpus=1)(standalone)
+        refs = {k: task.remote(a, seed) for k, a in todo}
+        for k, ref in refs.items():
+            results[k] = ray.get(ref)
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cache.with_suffix(".tmp")
+        tmp.write_text(json.dumps(results, indent=1, sort_keys=True))
+        os.replace(tmp, cache)
+    return [results[k] for k in keys]
+
+
+def parse_sets(items: list[str]) -> dict:
+    out = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--archs", type=int, default=30)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the sampled architectures")
+    parser.add_argument("--standalone-seed", type=int, default=0)
+    parser.add_argument("--local", action="store_true", help="train the supernet in local mode")
+    parser.add_argument("--set", nargs="*", default=[], help="supernet settings to override (key=value)")
+    parser.add_argument(
+        "--cache",
+        default=str(Path(os.environ.get("RAYNAS_CACHE_DIR", Path.home() / ".cache" / "raynas")) / "ranking-standalone.json"),
+    )
+    args = parser.parse_args()
+
+    import ray
+
+    from raynas.train import SupernetConfig, WeightSharingEvaluator, train_supernet
+
+    ray.init(num_cpus=os.cpu_count() or 2, include_dashboard=False, log_to_driver=False)
+    config = SupernetConfig.from_dict({"progress": False, **parse_sets(args.set)})
+    emit(benchmark="ranking", machine=machine(), archs=args.archs, seed=args.seed, supernet=config.to_dict())
+
+    archs = sample_archs(args.archs, args.seed)
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        result = train_supernet(FACTORY, DATA, config, out_dir=out, local=args.local)
+        supernet_wall = time.perf_counter() - start
+        emit(phase="supernet", wall_s=round(supernet_wall, 1), epochs=result.epochs, steps=result.steps,
+             final_train_loss=round(result.history[-1]["loss"], 4) if result.history else None)
+        start = time.perf_counter()
+        evaluator = WeightSharingEvaluator(
+            factory=FACTORY, weights=result.state_dict(), data=DATA, bn_batches=config.bn_recalibration_batches,
+            batch_size=config.batch_size,
+        )
+        ws = [evaluator.evaluate(a) for a in archs]
+        conv7 = evaluator.evaluate(CONV7)
+        identity = evaluator.evaluate(IDENTITY)
+        eval_wall = time.perf_counter() - start
+    emit(phase="weight_sharing", wall_s=round(eval_wall, 2), conv7_val_accuracy=conv7["val_accuracy"],
+         identity_val_accuracy=identity["val_accuracy"])
+    start = time.perf_counter()
+    alone = standalone_all(archs, seed=args.standalone_seed, cache=Path(args.cache))
+    emit(phase="standalone", wall_s=round(time.perf_counter() - start, 1))
+    for arch, w, a in zip(archs, ws, alone):
+        emit(arch=arch, ws_val_accuracy=w["val_accuracy"], standalone_test_accuracy=a["test_accuracy"],
+             params=w["params"], flops=w["flops"])
+    tau = kendall_tau([w["val_accuracy"] for w in ws], [a["test_accuracy"] for a in alone])
+    ray.shutdown()
+    emit(
+        headline="ranking",
+        kendall_tau=round(tau, 3),
+        archs=args.archs,
+        conv7_val_accuracy=conv7["val_accuracy"],
+        identity_val_accuracy=identity["val_accuracy"],
+        supernet_wall_s=round(supernet_wall, 1),
+        mode="local" if args.local else f"ray x{config.replicas}",
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,56 @@
+"""Supernet training on Ray: replicas under ``mutator.reset()`` sampling, kept in step by
+gradient all-reduce; SPOS constrained sampling; atomic checkpoints, resume and recovery;
+TensorBoard and a progress line; local mode; weight-sharing evaluation.
+
+Entry points: :func:`train_supernet` and :func:`evaluate_architecture` (or, to score many
+architectures on one set of weights, :class:`WeightSharingEvaluator`).
+"""
+
+from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
+from raynas.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from raynas.train.config import ConfigError, SupernetConfig
+from raynas.train.evaluate import (
+    WeightSharingEvaluator,
+    evaluate_architecture,
+    load_supernet_weights,
+    recalibrate_batchnorm,
+)
+from raynas.train.logging import ProgressLine, TensorBoardLogger
+from raynas.train.loop import SupernetReplica, lr_at, parameter_digest
+from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+from raynas.train.sampling import PathCosts, SposMutator, build_mutator, profile_costs
+from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet
+
+__all__ = [
+    "ArchitectureCheckpoint",
+    "Callback",
+    "CheckpointError",
+    "CheckpointExistsError",
+    "ConfigError",
+    "EpochMetrics",
+    "LocalReplicas",
+    "MetricsHistory",
+    "PathCosts",
+    "Progress",
+    "ProgressLine",
+    "RayReplicas",
+    "ReplicaFailure",
+    "RunInfo",
+    "SposMutator",
+    "SupernetConfig",
+    "SupernetReplica",
+    "SupernetResult",
+    "TensorBoardLogger",
+    "WeightSharingEvaluator",
+    "build_mutator",
+    "evaluate_architecture",
+    "latest_checkpoint",
+    "load_checkpoint",
+    "load_supernet_weights",
+    "lr_at",
+    "parameter_digest",
+    "profile_costs",
+    "recalibrate_batchnorm",
+    "save_checkpoint",
+    "train_supernet",
+]

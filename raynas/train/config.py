@@ -1,0 +1,228 @@
+"""``SupernetConfig``: every setting of supernet training, as one frozen dataclass.
+
+The field names are plain so that a YAML ``supernet:`` section maps onto them one to one
+(:meth:`SupernetConfig.from_dict`). Every field is checked when the config is built; a bad value
+raises :class:`ConfigError` (a ``ValueError``) naming the key, the value and the valid options.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ConfigError",
+    "SupernetConfig",
+    "OPTIMIZERS",
+    "LR_SCHEDULES",
+    "SAMPLINGS",
+    "SAMPLERS",
+    "PRECISIONS",
+    "DEVICES",
+    "SPOS_CONSTRAINTS",
+]
+
+OPTIMIZERS = ("sgd", "adam")
+LR_SCHEDULES = ("cosine", "constant")
+SAMPLINGS = ("shared", "independent")
+SAMPLERS = ("uniform", "spos")
+PRECISIONS = ("fp32", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda")
+SPOS_CONSTRAINTS = ("params", "flops", "both")
+
+
+class ConfigError(ValueError):
+    """A supernet setting breaks its rule (the message names the key, the value and the rule)."""
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+@dataclass(frozen=True, kw_only=True)
+class SupernetConfig:
+    """Settings of one supernet training run.
+
+    Attributes:
+        replicas: number of replicas (Ray actors) training data-parallel; local mode uses 1.
+        epochs: passes over the training split.
+        batch_size: samples per step *per replica* (the global batch is ``replicas * batch_size``).
+        optimizer: ``sgd`` or ``adam``.
+        lr: peak learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
+        weight_decay: L2 weight decay.
+        lr_schedule: ``cosine`` (to 0 over all epochs, after the warm-up) or ``constant``.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        sampling: ``shared`` (every replica trains the same path each step) or ``independent``
+            (each replica its own path); both deterministic given ``seed``.
+        sampler: ``uniform`` (``RandomMutator``) or ``spos`` (constrained to cost bins).
+        spos_bins: number of cost bins between the lower and the upper bound.
+        spos_constraint: ``params``, ``flops`` or ``both``: which path cost the bins constrain.
+        spos_lower: lower bound of the bins as a fraction of the way from the cheapest to the
+            most expensive path (0.0 = cheapest).
+        spos_upper: upper bound, same scale (1.0 = most expensive path).
+        spos_max_tries: uniform draws tried per step to hit the chosen bin before the fallback
+            (the draw closest to the bin) is taken.
+        precision: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or ``fp16`` (autocast and a grad
+            scaler; CUDA only).
+        seed: the experiment seed (weights, data order, paths).
+        threads: torch threads per replica (``torch.set_num_threads``).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        cpus_per_replica: Ray CPUs reserved per replica actor.
+        bn_recalibration_batches: training batches used to recalibrate BatchNorm statistics when
+            an architecture is scored by weight sharing.
+        bn_sync_buffers: average BatchNorm running statistics across replicas at each epoch end.
+        max_failures: restarts from the last checkpoint allowed after replica failures.
+        log_every: steps between progress reports (a replica runs this many steps per call).
+        checkpoint_every: epochs between checkpoints (the last epoch is always saved).
+        keep_checkpoints: per-epoch checkpoint files kept (``last.pt`` is always kept).
+        progress: show a progress line on the terminal.
+        tensorboard: write TensorBoard event files under ``<out_dir>/tensorboard``.
+        dist_timeout_s: timeout of the collective operations (a hung peer fails after it).
+    """
+
+    replicas: int = 2
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adam"
+    lr: float = 3e-3
+    momentum: float = 0.9
+    nesterov: bool = False
+    weight_decay: float = 0.0
+    lr_schedule: str = "cosine"
+    warmup_epochs: float = 0.0
+    grad_clip: float | None = 5.0
+    sampling: str = "shared"
+    sampler: str = "uniform"
+    spos_bins: int = 4
+    spos_constraint: str = "params"
+    spos_lower: float = 0.0
+    spos_upper: float = 1.0
+    spos_max_tries: int = 50
+    precision: str = "fp32"
+    seed: int = 0
+    threads: int = 1
+    device: str = "auto"
+    cpus_per_replica: float = 1.0
+    bn_recalibration_batches: int = 10
+    bn_sync_buffers: bool = True
+    max_failures: int = 3
+    log_every: int = 20
+    checkpoint_every: int = 1
+    keep_checkpoints: int = 2
+    progress: bool = True
+    tensorboard: bool = True
+    dist_timeout_s: float = 120.0
+
+    def __post_init__(self) -> None:
+        self._check_int("replicas", minimum=1)
+        self._check_int("epochs", minimum=0)
+        self._check_int("batch_size", minimum=1)
+        self._check_choice("optimizer", OPTIMIZERS)
+        self._check_number("lr", minimum=0.0, strict=True)
+        self._check_number("momentum", minimum=0.0)
+        if self.momentum >= 1.0:
+            raise ConfigError(f"supernet.momentum must be in [0, 1), got {self.momentum!r}")
+        self._check_bool("nesterov")
+        self._check_number("weight_decay", minimum=0.0)
+        self._check_choice("lr_schedule", LR_SCHEDULES)
+        self._check_number("warmup_epochs", minimum=0.0)
+        if self.grad_clip is not None:
+            self._check_number("grad_clip", minimum=0.0, strict=True)
+        self._check_choice("sampling", SAMPLINGS)
+        self._check_choice("sampler", SAMPLERS)
+        self._check_int("spos_bins", minimum=1)
+        self._check_choice("spos_constraint", SPOS_CONSTRAINTS)
+        self._check_number("spos_lower", minimum=0.0)
+        self._check_number("spos_upper", minimum=0.0)
+        if not self.spos_lower < self.spos_upper <= 1.0:
+            raise ConfigError(
+                "supernet.spos_lower < supernet.spos_upper <= 1.0 must hold, got "
+                f"spos_lower={self.spos_lower!r}, spos_upper={self.spos_upper!r}"
+            )
+        self._check_int("spos_max_tries", minimum=1)
+        self._check_choice("precision", PRECISIONS)
+        self._check_int("seed", minimum=0)
+        self._check_int("threads", minimum=1)
+        self._check_choice("device", DEVICES)
+        self._check_number("cpus_per_replica", minimum=0.0)
+        self._check_int("bn_recalibration_batches", minimum=0)
+        self._check_bool("bn_sync_buffers")
+        self._check_int("max_failures", minimum=0)
+        self._check_int("log_every", minimum=1)
+        self._check_int("checkpoint_every", minimum=1)
+        self._check_int("keep_checkpoints", minimum=0)
+        self._check_bool("progress")
+        self._check_bool("tensorboard")
+        self._check_number("dist_timeout_s", minimum=0.0, strict=True)
+
+    # -- checks ---------------------------------------------------------------------------
+
+    def _check_int(self, name: str, *, minimum: int) -> None:
+        value = getattr(self, name)
+        if not _is_int(value):
+            raise ConfigError(f"supernet.{name} must be an integer, got {value!r}")
+        if value < minimum:
+            raise ConfigError(f"supernet.{name} must be >= {minimum}, got {value!r}")
+
+    def _check_number(self, name: str, *, minimum: float, strict: bool = False) -> None:
+        value = getattr(self, name)
+        if not _is_number(value):
+            raise ConfigError(f"supernet.{name} must be a number, got {value!r}")
+        if value < minimum or (strict and value == minimum):
+            rule = ">" if strict else ">="
+            raise ConfigError(f"supernet.{name} must be {rule} {minimum}, got {value!r}")
+
+    def _check_bool(self, name: str) -> None:
+        value = getattr(self, name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"supernet.{name} must be true or false, got {value!r}")
+
+    def _check_choice(self, name: str, valid: tuple[str, ...]) -> None:
+        value = getattr(self, name)
+        if value not in valid:
+            raise ConfigError(f"supernet.{name} must be one of {', '.join(valid)}, got {value!r}")
+
+    # -- conversions ----------------------------------------------------------------------
+
+    @classmethod
+    def field_names(cls) -> tuple[str, ...]:
+        """The public field names (what a YAML ``supernet:`` section may hold)."""
+        return tuple(f.name for f in dataclasses.fields(cls) if not f.name.startswith("_"))
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> SupernetConfig:
+        """Build a config from a mapping (e.g. a YAML ``supernet:`` section).
+
+        Raises:
+            ConfigError: an unknown key (the valid ones are listed) or a bad value.
+        """
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"the supernet section must be a mapping of settings, got {type(data).__name__}")
+        valid = cls.field_names()
+        for key in data:
+            if key not in valid:
+                raise ConfigError(f"unknown supernet setting {key!r} (valid: {', '.join(valid)})")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (JSON-able; the inverse of :meth:`from_dict`)."""
+        return {name: getattr(self, name) for name in self.field_names()}
+
+    def replace(self, **changes: Any) -> SupernetConfig:
+        """A copy with some settings changed (checked like a fresh config)."""
+        valid = self.field_names()
+        for key in changes:
+            if key not in valid:
+                raise ConfigError(f"unknown supernet setting {key!r} (valid: {', '.join(valid)})")
+        return dataclasses.replace(self, **changes)

@@ -1,0 +1,231 @@
+"""Weight-sharing evaluation: score an architecture on trained supernet weights.
+
+For each architecture (in any fixed form of DESIGN section 3): build a fresh model from the
+factory, fix the architecture (``apply_fixed_architecture`` prunes single-choice LayerChoices),
+copy the supernet weights in, reset the BatchNorm statistics and recalibrate them on
+``bn_batches`` training batches (cumulative average, in train mode, without gradients), then
+score the validation split in eval mode. Every architecture sees the same recalibration batches.
+
+The returned metrics are ``{"val_accuracy", "val_loss", "params", "flops"}`` (``params``: the fixed
+model's parameters; ``flops``: per example, as :mod:`raynas.train.sampling` counts them).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, load_architecture
+from raynas.train.checkpoint import load_checkpoint
+from raynas.train.loop import _Batches, resolve_data, resolve_factory
+from raynas.train.sampling import profile_costs
+
+__all__ = ["WeightSharingEvaluator", "evaluate_architecture", "recalibrate_batchnorm", "load_supernet_weights"]
+
+
+def load_supernet_weights(weights: Any) -> dict[str, torch.Tensor]:
+    """Supernet weights from a state dict, a checkpoint file, a run directory, or a result.
+
+    Raises:
+        FileNotFoundError: a path that holds no checkpoint.
+        TypeError: anything else.
+    """
+    if hasattr(weights, "checkpoint") and hasattr(weights, "out_dir"):  # a SupernetResult
+        weights = weights.checkpoint
+    if isinstance(weights, (str, os.PathLike)):
+        return load_checkpoint(Path(weights))["model"]
+    if isinstance(weights, nn.Module):
+        return weights.state_dict()
+    if isinstance(weights, Mapping):
+        if "format" in weights and "model" in weights:  # a loaded checkpoint
+            return dict(weights["model"])
+        return dict(weights)
+    raise TypeError(
+        "supernet weights must be a state dict, a checkpoint path, a run directory or a SupernetResult, "
+        f"got {type(weights).__name__}"
+    )
+
+
+def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them on ``batches``.
+
+    Returns:
+        The number of BatchNorm layers recalibrated (0: nothing to do, the model is unchanged).
+    """
+    norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    if not norms or not batches:
+        return 0
+    momenta = [m.momentum for m in norms]
+    was_training = model.training
+    try:
+        for m in norms:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative moving average over the recalibration batches
+        model.train()
+        with torch.no_grad():
+            for x in batches:
+                model(x)
+    finally:
+        for m, momentum in zip(norms, momenta):
+            m.momentum = momentum
+        model.train(was_training)
+    return len(norms)
+
+
+class WeightSharingEvaluator:
+    """Scores many architectures on one set of supernet weights (data and weights loaded once).
+
+    Construction stores its arguments; data and weights are loaded on the first evaluation.
+
+    Args:
+        factory: the supernet's model factory (callable or ``"module:function"``).
+        weights: supernet weights (state dict, checkpoint path, run directory, or result).
+        data: the data splits (mapping, or callable / ``"module:function"`` returning one).
+        bn_batches: training batches for BatchNorm recalibration (0: keep the supernet's stats).
+        batch_size: recalibration batch size.
+        split: the split to score (``val`` by default).
+        eval_batch_size: batch size when scoring.
+        seed: picks the recalibration batches (the same for every architecture).
+        device: ``None``: CUDA when present, else the CPU.
+        criterion: the loss (default cross-entropy).
+    """
+
+    def __init__(
+        self,
+        *,
+        factory: Callable[[], nn.Module] | str,
+        weights: Any,
+        data: Any,
+        bn_batches: int = 10,
+        batch_size: int = 64,
+        split: str = "val",
+        eval_batch_size: int = 500,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+        criterion: Callable | None = None,
+    ):
+        checks = (("bn_batches", bn_batches, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1))
+        for name, value, low in checks:
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        self.factory = factory
+        self.weights = weights
+        self.data = data
+        self.bn_batches = bn_batches
+        self.batch_size = batch_size
+        self.split = split
+        self.eval_batch_size = eval_batch_size
+        self.seed = seed
+        self.device = device
+        self.criterion = criterion or nn.functional.cross_entropy
+        self._ready = False
+
+    def _setup(self) -> None:
+        if self._ready:
+            return
+        self._device = torch.device(self.device) if self.device is not None else (
+            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
+        )
+        self._factory = resolve_factory(self.factory)
+        splits = resolve_data(self.data)
+        if self.split not in splits:
+            raise KeyError(f"the data has no split {self.split!r} (splits: {', '.join(map(str, splits))})")
+        self._state = {k: v.to(self._device) for k, v in load_supernet_weights(self.weights).items()}
+        train = _Batches(splits["train"], self._device)
+        order = torch.from_numpy(np.random.default_rng([self.seed, 0xB7]).permutation(len(train)))
+        n = min(self.bn_batches, len(train) // self.batch_size) if len(train) >= self.batch_size else 0
+        self._recal = [train.take(order[i * self.batch_size : (i + 1) * self.batch_size])[0] for i in range(n)]
+        if self.bn_batches and not self._recal:
+            self._recal = [train.take(order)[0]]
+        target = _Batches(splits[self.split], self._device)
+        idx = torch.arange(len(target))
+        self._eval = [target.take(idx[i : i + self.eval_batch_size]) for i in range(0, len(target), self.eval_batch_size)]
+        self._ready = True
+
+    def build(self, arch: Any) -> tuple[nn.Module, Any]:
+        """A fresh fixed model holding the supernet weights (BatchNorm not yet recalibrated)."""
+        self._setup()
+        arch = load_architecture(arch)
+        model = self._factory()
+        mutator = apply_fixed_architecture(model, arch)
+        model.to(self._device)
+        copy_supernet_weights(self._state, model)
+        return model, mutator
+
+    def evaluate(self, arch: Any) -> dict[str, float]:
+        """Score one architecture.
+
+        Returns:
+            ``{"val_accuracy", "val_loss", "params", "flops"}``.
+
+        Raises:
+            SearchSpaceError: the architecture does not fit the space (names the key and value).
+        """
+        model, mutator = self.build(arch)
+        recalibrate_batchnorm(model, self._recal)
+        model.eval()
+        loss_sum = 0.0
+        correct = 0
+        total = 0
+        with torch.no_grad():
+            for x, y in self._eval:
+                out = model(x)
+                loss_sum += float(self.criterion(out, y)) * int(y.shape[0])
+                correct += int((out.argmax(dim=-1) == y).sum())
+                total += int(y.shape[0])
+        example = self._eval[0][0][:1]
+        costs = profile_costs(mutator, example)
+        params, flops = costs.cost(mutator._decisions)
+        return {
+            "val_accuracy": correct / max(total, 1),
+            "val_loss": loss_sum / max(total, 1),
+            "params": int(sum(p.numel() for p in model.parameters())),
+            "flops": int(flops),
+        }
+
+
+def evaluate_architecture(
+    factory: Callable[[], nn.Module] | str,
+    arch: Any,
+    *,
+    weights: Any,
+    data: Any,
+    bn_batches: int = 10,
+    batch_size: int = 64,
+    split: str = "val",
+    seed: int = 0,
+    device: str | torch.device | None = None,
+) -> dict[str, float]:
+    """Score one architecture by weight sharing (see :class:`WeightSharingEvaluator`).
+
+    Args:
+        factory: the supernet's model factory.
+        arch: the architecture, in any fixed form (dict or JSON file).
+        weights: supernet weights (state dict, checkpoint path, run directory, or result).
+        data: the data splits.
+        bn_batches: training batches for BatchNorm recalibration.
+        batch_size: recalibration batch size.
+        split: the split to score.
+        seed: picks the recalibration batches.
+        device: ``None``: CUDA when present, else the CPU.
+
+    Returns:
+        ``{"val_accuracy", "val_loss", "params", "flops"}``.
+    """
+    evaluator = WeightSharingEvaluator(
+        factory=factory,
+        weights=weights,
+        data=data,
+        bn_batches=bn_batches,
+        batch_size=batch_size,
+        split=split,
+        seed=seed,
+        device=device,
+    )
+    return evaluator.evaluate(arch)

@@ -1,0 +1,296 @@
+"""Groups of replicas with one interface: in the calling process (local) or as Ray actors.
+
+Why plain Ray actors with ``torch.distributed`` and not Ray Train's ``TorchTrainer``: on a small
+machine ``TorchTrainer`` took ~20 s to start two gloo workers (DESIGN section 8), while two actors
+join a gloo group in ~0.1 s; supernet runs, tests and the benchmarks restart replicas often (every
+recovery is a restart). The cost is that raynas owns recovery: :class:`RayReplicas` turns a dead
+actor (``ray.kill``, a killed process, a lost node) into :class:`ReplicaFailure`, and the trainer
+tears the whole group down and restarts it from the last checkpoint.
+
+Each actor runs ``log_every`` steps per call and reports back, so the driver costs one round trip
+per report, not per step; gradients flow between the actors only (one all-reduce per step).
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from raynas.train.config import SupernetConfig
+from raynas.train.loop import MutatorFactory, SupernetReplica
+
+__all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor"]
+
+
+class ReplicaFailure(RuntimeError):
+    """A replica died (actor killed, process killed, node lost) or lost its peers."""
+
+
+class LocalReplicas:
+    """One replica in the calling process (local mode: no Ray, ``pdb`` works).
+
+    Args:
+        factory: model factory (callable or ``"module:function"``).
+        data: the data splits (see :func:`raynas.train.loop.resolve_data`).
+        config: the settings (``replicas`` is ignored: local mode has one).
+        mutator_factory: see :class:`~raynas.train.loop.SupernetReplica`.
+        trace: record per-step digests and paths.
+        criterion: the loss (default cross-entropy).
+    """
+
+    local = True
+
+    def __init__(
+        self,
+        *,
+        factory: Any,
+        data: Any,
+        config: SupernetConfig,
+        mutator_factory: MutatorFactory | None = None,
+        trace: bool = False,
+        criterion: Callable | None = None,
+    ):
+        self.replica = SupernetReplica(
+            factory=factory,
+            data=data,
+            config=config,
+            rank=0,
+            world_size=1,
+            mutator_factory=mutator_factory,
+            trace=trace,
+            criterion=criterion,
+        )
+        self.world_size = 1
+        self._threads: int | None = None
+
+    @property
+    def handles(self) -> list[Any]:
+        """No actors in local mode."""
+        return []
+
+    def start(self, checkpoint: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        """Set the replica up (torch threads are restored by :meth:`shutdown`)."""
+        self._threads = torch.get_num_threads()
+        return [self.replica.setup(checkpoint)]
+
+    def run(self, n_steps: int) -> list[dict[str, Any]]:
+        """Run ``n_steps`` steps; one report."""
+        return [self.replica.run(n_steps)]
+
+    def end_epoch(self) -> None:
+        """Finish the epoch."""
+        self.replica.end_epoch()
+
+    def state(self) -> list[dict[str, Any]]:
+        """``[full state]`` (see :meth:`SupernetReplica.state`), plus the path in force."""
+        out = self.replica.state(full=True)
+        out["path"] = self.replica.mutator.status()
+        return [out]
+
+    def shutdown(self) -> None:
+        """Restore the caller's torch thread count."""
+        if self._threads is not None:
+            torch.set_num_threads(self._threads)
+            self._threads = None
+
+
+class ReplicaActor:
+    """The body of a replica actor (wrapped with ``ray.remote`` by :class:`RayReplicas`)."""
+
+    def __init__(self, **kwargs: Any):
+        self.replica = SupernetReplica(**kwargs)
+
+    def address(self) -> str:
+        """A ``tcp://ip:port`` rendezvous address on this actor's node (rank 0 hosts the store)."""
+        import ray
+
+        ip = ray.util.get_node_ip_address()
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+            s.bind(("", 0))
+            port = s.getsockname()[1]
+        return f"tcp://{ip}:{port}"
+
+    def connect(self, init_method: str) -> None:
+        self.replica.connect(init_method=init_method)
+
+    def setup(self, checkpoint: Mapping[str, Any] | None) -> dict[str, Any]:
+        return self.replica.setup(checkpoint)
+
+    def run(self, n_steps: int) -> dict[str, Any]:
+        return self.replica.run(n_steps)
+
+    def end_epoch(self) -> None:
+        self.replica.end_epoch()
+
+    def state(self, full: bool) -> dict[str, Any]:
+        out = self.replica.state(full=full)
+        out["path"] = self.replica.mutator.status()
+        return out
+
+    def digest(self) -> str:
+        return self.replica.digest()
+
+
+class RayReplicas:
+    """R replica actors in one ``torch.distributed`` group (gloo on CPU, nccl on GPU).
+
+    Args:
+        factory: model factory (callable or ``"module:function"``).
+        data: the data splits; a mapping is put in the object store once.
+        config: the settings (``replicas``, ``cpus_per_replica``, ``device``, ...).
+        mutator_factory: see :class:`~raynas.train.loop.SupernetReplica`.
+        trace: record per-step digests and paths.
+        criterion: the loss (default cross-entropy).
+    """
+
+    local = False
+
+    def __init__(
+        self,
+        *,
+        factory: Any,
+        data: Any,
+        config: SupernetConfig,
+        mutator_factory: MutatorFactory | None = None,
+        trace: bool = False,
+        criterion: Callable | None = None,
+    ):
+        self.factory = factory
+        self.data = data
+        self.config = config
+        self.mutator_factory = mutator_factory
+        self.trace = trace
+        self.criterion = criterion
+        self.world_size = config.replicas
+        self.actors: list[Any] = []
+
+    @property
+    def handles(self) -> list[Any]:
+        """The actor handles (rank order)."""
+        return list(self.actors)
+
+    def _gpus(self) -> float:
+        import ray
+
+        cfg = self.config
+        if cfg.device == "cpu":
+            return 0
+        if cfg.device == "cuda":
+            return 1
+        return 1 if ray.cluster_resources().get("GPU", 0) >= self.world_size else 0
+
+    def start(self, checkpoint: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+        """Start the actors, join them in a process group and set them up from ``checkpoint``."""
+        import ray
+
+        if not ray.is_initialized():
+            ray.init()
+        cls = ray.remote(ReplicaActor).options(
+            num_cpus=self.config.cpus_per_replica,
+            num_gpus=self._gpus(),
+            max_restarts=0,
+            max_task_retries=0,
+        )
+        data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
+        self.actors = [
+            cls.remote(
+                factory=self.factory,
+                data=data,
+                config=self.config,
+                rank=rank,
+                world_size=self.world_size,
+                mutator_factory=self.mutator_factory,
+                trace=self.trace,
+                criterion=self.criterion,
+            )
+            for rank in range(self.world_size)
+        ]
+        if self.world_size > 1:
+            address = self._get([self.actors[0].address.remote()])[0]
+            self._get([a.connect.remote(address) for a in self.actors])
+        ref = ray.put(dict(checkpoint)) if checkpoint is not None else None
+        return self._get([a.setup.remote(ref) for a in self.actors])
+
+    def run(self, n_steps: int) -> list[dict[str, Any]]:
+        """Every replica runs ``n_steps`` steps; their reports in rank order."""
+        return self._get([a.run.remote(n_steps) for a in self.actors])
+
+    def end_epoch(self) -> None:
+        """Every replica finishes the epoch."""
+        self._get([a.end_epoch.remote() for a in self.actors])
+
+    def state(self) -> list[dict[str, Any]]:
+        """Rank 0's full state, the others' rank states (rank order)."""
+        return self._get([a.state.remote(rank == 0) for rank, a in enumerate(self.actors)])
+
+    def digests(self) -> list[str]:
+        """Every replica's parameter digest (rank order)."""
+        return self._get([a.digest.remote() for a in self.actors])
+
+    def shutdown(self) -> None:
+        """Kill every actor of the group."""
+        import ray
+
+        for actor in self.actors:
+            try:
+                ray.kill(actor, no_restart=True)
+            except Exception:  # noqa: BLE001 - an actor already gone is fine
+                pass
+        self.actors = []
+
+    def _get(self, refs: list[Any]) -> list[Any]:
+        """``ray.get`` that turns a replica's death (or its peers' broken collective) into
+        :class:`ReplicaFailure`, and re-raises any other error as its own type."""
+        import ray
+        from ray.exceptions import GetTimeoutError, RayActorError, RayTaskError
+
+        failures: tuple[type[BaseException], ...] = (RayActorError,)
+        for name in ("WorkerCrashedError", "NodeDiedError", "ObjectLostError", "ActorUnavailableError"):
+            if hasattr(ray.exceptions, name):
+                failures += (getattr(ray.exceptions, name),)
+        pending = list(refs)
+        results: dict[Any, Any] = {}
+        task_error: RayTaskError | None = None
+        grace = min(10.0, self.config.dist_timeout_s)
+        while pending:
+            ready, pending = ray.wait(pending, num_returns=1, timeout=grace if task_error is not None else None)
+            if not ready:
+                break  # the others stay blocked after a task error: give up on them
+            for ref in ready:
+                try:
+                    results[ref] = ray.get(ref)
+                except failures as exc:
+                    raise ReplicaFailure(f"a supernet replica died: {type(exc).__name__}: {_first_line(exc)}") from exc
+                except GetTimeoutError:  # pragma: no cover - no timeout is passed
+                    raise
+                except RayTaskError as exc:
+                    if _is_collective_error(exc):
+                        # a broken collective means a peer went away: keep looking for the death
+                        task_error = task_error or exc
+                        continue
+                    if task_error is None:
+                        task_error = exc
+        if task_error is not None:
+            if _is_collective_error(task_error):
+                raise ReplicaFailure(
+                    f"a supernet replica lost its peers: {_first_line(task_error)}"
+                ) from task_error
+            raise task_error.as_instanceof_cause()
+        return [results[ref] for ref in refs]
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _is_collective_error(exc: BaseException) -> bool:
+    cause = getattr(exc, "cause", None)
+    dist_error = getattr(torch.distributed, "DistError", None)
+    if dist_error is not None and isinstance(cause, dist_error):
+        return True
+    text = f"{cause!r} {exc}".lower()
+    return "gloo" in text or "nccl" in text or "connection closed by peer" in text or "connection reset" in text

@@ -1,0 +1,321 @@
+"""Path sampling for supernet training: path costs, SPOS-style constrained sampling, mutator setup.
+
+Costs are computed once per candidate (parameters and FLOPs of a single example) and summed, so the
+cost of a path is exact and cheap to evaluate for every draw:
+
+- a LayerChoice candidate costs its own parameters and the FLOPs of running it on the input the
+  LayerChoice receives (captured with hooks during one forward pass);
+- an InputChoice candidate costs no parameters and one FLOP per element it adds;
+- everything outside the LayerChoices is the fixed base cost.
+
+FLOPs count multiply-accumulates of convolutions and linear layers and one per output element of
+normalisation and pooling layers. The profile assumes a LayerChoice's input shape does not depend
+on the path (true of cell-style spaces such as ``mnist1d``).
+
+:class:`SposMutator` (Single Path One-Shot with FLOPs/parameter bins, Guo et al. 2019): each
+``reset()`` picks one of ``bins`` equal-width cost bins between a lower and an upper bound, then
+draws uniform paths until one falls inside that bin. When ``max_tries`` draws miss (a bin that is
+empty or very rare in the space), it takes the draw closest to the bin and counts a fallback
+(``mutator.fallbacks``; logged to TensorBoard), so training never stalls on an unreachable bin.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from raynas.nas.mutables import InputChoice, LayerChoice
+from raynas.nas.mutator import Mutator
+from raynas.nas.random import RandomMutator
+from raynas.train.config import ConfigError, SupernetConfig
+
+__all__ = ["PathCosts", "SposMutator", "profile_costs", "build_mutator", "mutator_seed", "module_flops"]
+
+_NORM_POOL = (
+    nn.modules.batchnorm._BatchNorm,
+    nn.GroupNorm,
+    nn.LayerNorm,
+    nn.modules.pooling._MaxPoolNd,
+    nn.modules.pooling._AvgPoolNd,
+    nn.modules.pooling._AdaptiveAvgPoolNd,
+    nn.modules.pooling._AdaptiveMaxPoolNd,
+)
+
+
+def module_flops(module: nn.Module, output: Any) -> int:
+    """FLOPs of one leaf module's call, given its output (multiply-accumulates for conv/linear)."""
+    if not isinstance(output, torch.Tensor):
+        return 0
+    if isinstance(module, nn.modules.conv._ConvNd):
+        return int(output.numel() * (module.in_channels // module.groups) * math.prod(module.kernel_size))
+    if isinstance(module, nn.Linear):
+        return int(output.numel() * module.in_features)
+    if isinstance(module, _NORM_POOL):
+        return int(output.numel())
+    return 0
+
+
+def _count_flops(run: Any, modules: list[nn.Module]) -> int:
+    total = [0]
+
+    def hook(module: nn.Module, _inputs: Any, output: Any) -> None:
+        total[0] += module_flops(module, output)
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            run()
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0]
+
+
+def _leaves(module: nn.Module) -> list[nn.Module]:
+    return [m for m in module.modules() if not list(m.children())]
+
+
+@dataclass(frozen=True)
+class PathCosts:
+    """Parameters and FLOPs (per example) of every candidate; a path's cost is a sum.
+
+    Attributes:
+        base_params: parameters outside every LayerChoice.
+        base_flops: FLOPs outside every choice.
+        candidates: ``{key: ((params, flops) per candidate)}`` for every LayerChoice and InputChoice.
+        n_chosen: ``{key: n_chosen}`` (1 for a LayerChoice; ``None`` means any number).
+    """
+
+    base_params: int
+    base_flops: int
+    candidates: dict[str, tuple[tuple[int, int], ...]]
+    n_chosen: dict[str, int | None]
+
+    def cost(self, decisions: Mapping[str, torch.Tensor]) -> tuple[int, int]:
+        """``(params, flops)`` of a path given as decisions (a nonzero weight counts as chosen)."""
+        params, flops = self.base_params, self.base_flops
+        for key, table in self.candidates.items():
+            mask = decisions[key]
+            chosen = mask.tolist() if mask.dtype == torch.bool else (mask != 0).tolist()
+            for picked, (p, f) in zip(chosen, table):
+                if picked:
+                    params += p
+                    flops += f
+        return params, flops
+
+    def bounds(self, metric: str) -> tuple[int, int]:
+        """The cheapest and the most expensive path's ``params`` or ``flops``."""
+        index = {"params": 0, "flops": 1}[metric]
+        low = high = self.base_params if index == 0 else self.base_flops
+        for key, table in self.candidates.items():
+            values = sorted(c[index] for c in table)
+            n = self.n_chosen[key]
+            if n is None:
+                high += sum(v for v in values if v > 0)
+                low += sum(v for v in values if v < 0)
+            else:
+                low += sum(values[:n])
+                high += sum(values[len(values) - n :]) if n else 0
+        return low, high
+
+
+def profile_costs(mutator: Mutator, example: torch.Tensor) -> PathCosts:
+    """Measure every candidate's parameters and FLOPs on one example input.
+
+    The model is run once (in eval mode, without gradients; the path in force is restored
+    afterwards) to capture each choice's inputs, then every LayerChoice candidate runs alone.
+
+    Args:
+        mutator: a mutator bound to the model.
+        example: one input batch; FLOPs are reported per example (divided by its batch size).
+
+    Returns:
+        The :class:`PathCosts` table.
+    """
+    model = mutator.__dict__["model"]
+    batch = int(example.shape[0]) if example.dim() else 1
+    choices = mutator.choices
+    instances = [(k, m) for k, _p, m in mutator._parsed.instances if isinstance(m, (LayerChoice, InputChoice))]
+    inside: set[int] = set()
+    for _k, m in instances:
+        if isinstance(m, LayerChoice):
+            inside.update(id(x) for x in m.modules())
+    captured: dict[int, Any] = {}
+
+    def pre_hook(module: nn.Module, args: Any) -> None:
+        captured.setdefault(id(module), args)
+
+    saved = dict(mutator._plans)
+    was_training = model.training
+    handles = [m.register_forward_pre_hook(pre_hook) for _k, m in instances]
+    try:
+        model.eval()
+        first = {}
+        for key, m in choices.items():
+            mask = torch.zeros(m.length, dtype=torch.bool)
+            if isinstance(m, LayerChoice):
+                mask[0] = True
+            elif m.n_chosen is None:
+                mask[:] = True
+            else:
+                mask[: m.n_chosen] = True
+            first[key] = mask
+        mutator.apply_decisions(first)
+        base_leaves = [x for x in _leaves(model) if id(x) not in inside]
+        base_flops = _count_flops(lambda: model(example), base_leaves)
+        table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
+        for key, m in instances:
+            args = captured.get(id(m))
+            if args is None:
+                continue  # a choice this forward never reached costs nothing
+            if isinstance(m, LayerChoice):
+                for i, cand in enumerate(m.choices):
+                    table[key][i][0] += sum(p.numel() for p in cand.parameters())
+                    table[key][i][1] += _count_flops(lambda c=cand: c(*args), _leaves(cand))
+            else:
+                inputs = m._as_list(args[0])
+                for i, t in enumerate(inputs):
+                    table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
+    finally:
+        for h in handles:
+            h.remove()
+        mutator._plans = saved
+        model.train(was_training)
+    base_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) - sum(
+        sum(p.numel() for p in m.parameters()) for _k, m in instances if isinstance(m, LayerChoice)
+    )
+    return PathCosts(
+        base_params=int(base_params),
+        base_flops=int(base_flops // batch),
+        candidates={k: tuple((int(p), int(f // batch)) for p, f in v) for k, v in table.items()},
+        n_chosen={k: (1 if isinstance(m, LayerChoice) else m.n_chosen) for k, m in choices.items()},
+    )
+
+
+class SposMutator(RandomMutator):
+    """Uniform paths constrained to one of several cost bins per step (SPOS).
+
+    Args:
+        model: the model holding the mutables.
+        costs: the model's :class:`PathCosts` (see :func:`profile_costs`).
+        bins: number of equal-width bins between the bounds.
+        constraint: ``params``, ``flops`` or ``both`` (a draw must fall in the bin on each).
+        lower: lower bound as a fraction of the way from the cheapest to the dearest path.
+        upper: upper bound on the same scale.
+        max_tries: uniform draws per step before the fallback (the draw closest to the bin).
+        seed: seeds the mutator's RNG (bin choice and draws); its state travels in ``state_dict()``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        *,
+        costs: PathCosts,
+        bins: int = 4,
+        constraint: str = "params",
+        lower: float = 0.0,
+        upper: float = 1.0,
+        max_tries: int = 50,
+        seed: int | None = None,
+    ):
+        super().__init__(model, seed=seed)
+        if constraint not in ("params", "flops", "both"):
+            raise ConfigError(f"supernet.spos_constraint must be one of params, flops, both, got {constraint!r}")
+        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
+            raise ConfigError(f"supernet.spos_bins must be an integer >= 1, got {bins!r}")
+        if not 0.0 <= lower < upper <= 1.0:
+            raise ConfigError(
+                f"supernet.spos_lower < supernet.spos_upper within [0, 1] must hold, got {lower!r}, {upper!r}"
+            )
+        self.costs = costs
+        self.bins = bins
+        self.max_tries = int(max_tries)
+        self.metrics = ("params", "flops") if constraint == "both" else (constraint,)
+        #: per metric: (low, high) absolute bounds of the bins.
+        self.ranges: dict[str, tuple[float, float]] = {}
+        for metric in self.metrics:
+            cmin, cmax = costs.bounds(metric)
+            self.ranges[metric] = (cmin + lower * (cmax - cmin), cmin + upper * (cmax - cmin))
+        #: steps whose bin was missed ``max_tries`` times (the closest draw was used).
+        self.fallbacks = 0
+        #: the bin and the ``(params, flops)`` of the latest sampled path.
+        self.last_bin: int | None = None
+        self.last_cost: tuple[int, int] | None = None
+
+    def bin_edges(self, metric: str, b: int) -> tuple[float, float]:
+        """The ``[low, high]`` interval of bin ``b`` for ``metric``."""
+        low, high = self.ranges[metric]
+        width = (high - low) / self.bins
+        return low + b * width, low + (b + 1) * width
+
+    def distance(self, cost: tuple[int, int], b: int) -> float:
+        """How far a cost lies outside bin ``b`` (0.0 inside), in units of the bounds' width."""
+        total = 0.0
+        for metric in self.metrics:
+            value = cost[0 if metric == "params" else 1]
+            lo, hi = self.bin_edges(metric, b)
+            span = max(self.ranges[metric][1] - self.ranges[metric][0], 1e-12)
+            total += max(lo - value, 0.0, value - hi) / span
+        return total
+
+    def sample_search(self) -> dict[str, torch.Tensor]:
+        b = int(self._rng.integers(self.bins))
+        best, best_cost, best_d = None, None, math.inf
+        for _ in range(self.max_tries):
+            decisions = super().sample_search()
+            cost = self.costs.cost(decisions)
+            d = self.distance(cost, b)
+            if d < best_d:
+                best, best_cost, best_d = decisions, cost, d
+            if d == 0.0:
+                break
+        else:
+            self.fallbacks += 1
+        self.last_bin, self.last_cost = b, best_cost
+        return best
+
+    def get_extra_state(self) -> Any:
+        return {"rng": self._rng.bit_generator.state, "fallbacks": self.fallbacks}
+
+    def set_extra_state(self, state: Any) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self.fallbacks = int(state.get("fallbacks", 0))
+
+
+def mutator_seed(config: SupernetConfig, rank: int) -> int:
+    """The mutator seed of a replica: one for all ranks (``shared``) or one per rank."""
+    stream = 0 if config.sampling == "shared" else 1 + rank
+    return int(np.random.SeedSequence([config.seed, 0x5EED, stream]).generate_state(1)[0])
+
+
+def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, example: torch.Tensor) -> Mutator:
+    """The training mutator a config asks for (``uniform`` or ``spos``), seeded for ``rank``.
+
+    Args:
+        model: the replica's model.
+        config: the supernet settings (``sampler``, ``sampling``, ``seed``, ``spos_*``).
+        rank: the replica's rank.
+        example: one input batch (SPOS profiles the candidates' costs on it).
+    """
+    seed = mutator_seed(config, rank)
+    if config.sampler == "uniform":
+        return RandomMutator(model, seed=seed)
+    probe = RandomMutator(model, seed=0)
+    costs = profile_costs(probe, example)
+    probe.detach()
+    return SposMutator(
+        model,
+        costs=costs,
+        bins=config.spos_bins,
+        constraint=config.spos_constraint,
+        lower=config.spos_lower,
+        upper=config.spos_upper,
+        max_tries=config.spos_max_tries,
+        seed=seed,
+    )

@@ -1,0 +1,321 @@
+"""``train_supernet``: the driver of supernet training (local or on Ray), with recovery.
+
+The driver only coordinates: it asks the replicas to run ``log_every`` steps at a time, finishes
+epochs, writes a checkpoint every ``checkpoint_every`` epochs (atomically; ``last.pt`` plus the
+latest ``epoch-NNNN.pt`` files) and calls the callbacks. When a replica dies it tears the group
+down, restarts every replica from the last checkpoint written (or from the start), and goes on;
+after ``max_failures`` restarts it gives up with :class:`ReplicaFailure`.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
+from raynas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from raynas.train.config import SupernetConfig
+from raynas.train.loop import MutatorFactory
+from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+
+__all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
+
+
+class CheckpointExistsError(ValueError):
+    """The run directory already holds a checkpoint and ``resume`` was not asked for."""
+
+
+@dataclass(frozen=True)
+class SupernetResult:
+    """What a supernet training run left behind.
+
+    Attributes:
+        out_dir: the run directory.
+        checkpoint: the final checkpoint (``<out_dir>/checkpoints/last.pt``).
+        epochs: completed epochs.
+        steps: global steps taken (per replica).
+        replicas: number of replicas.
+        local: trained in the calling process.
+        restarts: restarts after replica failures.
+        wall_s: wall time of the call.
+        history: per-epoch metrics (also those of a resumed-from run).
+        trace: per rank, one ``{"step", "digest", "path"}`` per step (only with ``trace=True``).
+    """
+
+    out_dir: Path
+    checkpoint: Path
+    epochs: int
+    steps: int
+    replicas: int
+    local: bool
+    restarts: int
+    wall_s: float
+    history: list[dict[str, Any]] = field(default_factory=list)
+    trace: list[list[dict[str, Any]]] = field(default_factory=list)
+
+    def state_dict(self) -> dict[str, Any]:
+        """The trained supernet weights (from the final checkpoint)."""
+        return load_checkpoint(self.checkpoint)["model"]
+
+
+def _as_config(config: SupernetConfig | Mapping[str, Any] | None) -> SupernetConfig:
+    if config is None:
+        return SupernetConfig()
+    if isinstance(config, SupernetConfig):
+        return config
+    if isinstance(config, Mapping):
+        return SupernetConfig.from_dict(config)
+    raise TypeError(f"config must be a SupernetConfig or a mapping, got {type(config).__name__}")
+
+
+def _builtin_callbacks(config: SupernetConfig) -> list[Callback]:
+    from raynas.train.logging import ProgressLine, TensorBoardLogger
+
+    out: list[Callback] = [MetricsHistory(), ArchitectureCheckpoint()]
+    if config.tensorboard:
+        out.append(TensorBoardLogger())
+    if config.progress:
+        out.append(ProgressLine())
+    return out
+
+
+def train_supernet(
+    factory: Callable[[], Any] | str,
+    data: Any,
+    config: SupernetConfig | Mapping[str, Any] | None = None,
+    *,
+    out_dir: str | os.PathLike,
+    local: bool = False,
+    resume: bool | str | os.PathLike = False,
+    callbacks: Iterable[Callback] = (),
+    mutator_factory: MutatorFactory | None = None,
+    criterion: Callable | None = None,
+    trace: bool = False,
+) -> SupernetResult:
+    """Train a weight-sharing supernet under ``mutator.reset()`` sampling.
+
+    Args:
+        factory: zero-argument model factory, or ``"package.module:function"``; every replica
+            builds its model from it with the same seed (rank 0's weights are broadcast too).
+        data: ``{"train": Dataset, ...}``, or a callable / ``"module:function"`` returning it
+            (called in each replica, e.g. ``raynas.zoo.mnist1d.load_data``).
+        config: a :class:`SupernetConfig` or a mapping of its fields (default settings if None).
+        out_dir: the run directory (checkpoints, TensorBoard files, metrics).
+        local: train in the calling process with one replica and no Ray.
+        resume: ``True``: continue from ``<out_dir>/checkpoints/last.pt`` if there is one;
+            a path: continue from that checkpoint (from either mode); ``False``: start afresh
+            (refused when ``out_dir`` already holds a checkpoint).
+        callbacks: extra :class:`Callback` objects (after the built-in ones).
+        mutator_factory: ``f(model, *, config, rank, example) -> Mutator`` to train under a
+            custom mutator (default: ``config.sampler``).
+        criterion: the loss ``f(logits, target)`` (default cross-entropy).
+        trace: record every step's parameter digest and path on every replica.
+
+    Returns:
+        The :class:`SupernetResult`.
+
+    Raises:
+        ConfigError: a bad setting.
+        CheckpointExistsError: ``out_dir`` holds a checkpoint and ``resume`` is ``False``.
+        ReplicaFailure: replicas kept failing after ``config.max_failures`` restarts.
+    """
+    config = _as_config(config)
+    if not isinstance(local, bool):
+        raise TypeError(f"local must be True or False, got {local!r}")
+    out = Path(out_dir)
+    start_time = time.perf_counter()
+    if resume is True:
+        resume_path = latest_checkpoint(out)
+    elif resume is False or resume is None:
+        existing = latest_checkpoint(out)
+        if existing is not None:
+            raise CheckpointExistsError(
+                f"out_dir {str(out)!r} already holds a supernet checkpoint ({existing.name}); "
+                "pass resume=True to continue it or choose another out_dir"
+            )
+        resume_path = None
+    else:
+        resume_path = Path(resume)
+    initial = load_checkpoint(resume_path) if resume_path is not None else None
+    out.mkdir(parents=True, exist_ok=True)
+
+    world = 1 if local else config.replicas
+    cbs = _builtin_callbacks(config) + list(callbacks)
+    for cb in cbs:
+        if not isinstance(cb, Callback):
+            raise TypeError(f"callbacks must be raynas.train.Callback instances, got {type(cb).__name__}")
+    run = RunInfo(config=config, out_dir=out, local=local)
+    group_cls = LocalReplicas if local else RayReplicas
+    state = _RunState(checkpoint=initial, last_written=None, traces=[[] for _ in range(world)])
+    restarts = 0
+    try:
+        while True:
+            group = group_cls(
+                factory=factory,
+                data=data,
+                config=config,
+                mutator_factory=mutator_factory,
+                trace=trace,
+                criterion=criterion,
+            )
+            try:
+                infos = group.start(state.checkpoint)
+                run.attempt = restarts
+                run.replicas = group.handles
+                run.pids = [int(i["pid"]) for i in infos]
+                run.steps_per_epoch = int(infos[0]["steps_per_epoch"])
+                run.candidates = dict(infos[0]["candidates"])
+                for cb in cbs:
+                    cb.on_train_start(run)
+                _train_epochs(group, run, cbs, state, world=world)
+                break
+            except ReplicaFailure as exc:
+                restarts += 1
+                if restarts > config.max_failures:
+                    raise ReplicaFailure(
+                        f"supernet replicas failed {restarts} times (supernet.max_failures={config.max_failures}); "
+                        f"last: {exc}"
+                    ) from exc
+                for cb in cbs:
+                    cb.on_failure(run, exc, restarts)
+                if state.last_written is not None:
+                    state.checkpoint = load_checkpoint(state.last_written)
+            finally:
+                group.shutdown()
+        final = state.last_written
+        result = SupernetResult(
+            out_dir=out,
+            checkpoint=final,
+            epochs=state.epoch,
+            steps=state.step,
+            replicas=world,
+            local=local,
+            restarts=restarts,
+            wall_s=time.perf_counter() - start_time,
+            history=list(state.history),
+            trace=state.traces if trace else [],
+        )
+        for cb in cbs:
+            cb.on_train_end(run, result)
+        return result
+    finally:
+        for cb in cbs:
+            cb.close()
+
+
+@dataclass
+class _RunState:
+    checkpoint: Mapping[str, Any] | None
+    last_written: Path | None
+    traces: list[list[dict[str, Any]]]
+    epoch: int = 0
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, *, world: int) -> None:
+    cfg = run.config
+    ckpt = state.checkpoint
+    state.epoch = int(ckpt["epoch"]) if ckpt is not None else 0
+    state.step = int(ckpt["step"]) if ckpt is not None else 0
+    state.history = [h for h in (ckpt.get("history", []) if ckpt is not None else []) if h["epoch"] < state.epoch]
+    totals: dict[str, np.ndarray] = {
+        k: np.asarray(v, dtype=np.int64) for k, v in ((ckpt or {}).get("sample_counts") or {}).items()
+    }
+    spe = run.steps_per_epoch
+    if state.epoch >= cfg.epochs and state.last_written is None:
+        _save(group, run, cbs, state, totals, world=world)  # nothing to train: keep the loaded state
+    while state.epoch < cfg.epochs:
+        epoch = state.epoch
+        epoch_start = time.perf_counter()
+        pos = 0
+        loss_sum = acc_sum = 0.0
+        samples_total = 0
+        counts: dict[str, np.ndarray] = {}
+        fallbacks = 0
+        lr = 0.0
+        while pos < spe:
+            n = min(cfg.log_every, spe - pos)
+            tick = time.perf_counter()
+            reports = group.run(n)
+            elapsed = max(time.perf_counter() - tick, 1e-9)
+            pos += n
+            state.step += n
+            samples = sum(r["samples"] for r in reports)
+            loss = float(np.mean([r["loss"] for r in reports]))
+            acc = sum(r["accuracy"] * r["samples"] for r in reports) / max(samples, 1)
+            lr = reports[0]["lr"]
+            loss_sum += loss * n
+            acc_sum += acc * samples
+            samples_total += samples
+            fallbacks = sum(r["fallbacks"] for r in reports)
+            for r in reports:
+                for key, c in r["counts"].items():
+                    counts[key] = counts.get(key, 0) + np.asarray(c, dtype=np.int64)
+                if r["trace"]:
+                    state.traces[r["rank"]].extend(r["trace"])
+            progress = Progress(
+                epoch=epoch,
+                pos=pos,
+                steps_per_epoch=spe,
+                step=state.step,
+                loss=loss,
+                accuracy=acc,
+                lr=lr,
+                samples_per_s=samples / elapsed,
+            )
+            for cb in cbs:
+                cb.on_progress(run, progress)
+        group.end_epoch()
+        state.epoch = epoch + 1
+        for key, c in counts.items():
+            totals[key] = totals.get(key, 0) + c
+        elapsed = time.perf_counter() - epoch_start
+        metrics = EpochMetrics(
+            epoch=epoch,
+            step=state.step,
+            loss=loss_sum / max(spe, 1),
+            accuracy=acc_sum / max(samples_total, 1),
+            lr=lr,
+            samples_per_s=samples_total / max(elapsed, 1e-9),
+            time_s=elapsed,
+            counts={k: v.tolist() for k, v in counts.items()},
+            fallbacks=fallbacks,
+        )
+        state.history.append(metrics.to_dict())
+        paths: list[dict[str, list[float]]] = []
+        if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
+            paths = _save(group, run, cbs, state, totals, world=world)
+        metrics = EpochMetrics(**{**metrics.__dict__, "paths": paths})
+        for cb in cbs:
+            cb.on_epoch_end(run, metrics)
+
+
+def _save(
+    group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, totals: Mapping[str, Any], *, world: int
+) -> list[dict[str, list[float]]]:
+    states = group.state()
+    payload = {
+        "model": states[0]["model"],
+        "optimizer": states[0]["optimizer"],
+        "scaler": states[0]["scaler"],
+        "rank_states": [s["rank_state"] for s in states],
+        "epoch": state.epoch,
+        "step": state.step,
+        "replicas": world,
+        "local": run.local,
+        "config": run.config.to_dict(),
+        "history": list(state.history),
+        "sample_counts": {k: np.asarray(v).tolist() for k, v in totals.items()},
+    }
+    path = save_checkpoint(payload, run.out_dir, keep=run.config.keep_checkpoints)
+    state.last_written = path
+    for cb in cbs:
+        cb.on_checkpoint(run, path, state.epoch)
+    return [s["path"] for s in states]
