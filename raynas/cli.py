@@ -81,7 +81,8 @@ def main() -> None:
 @user_errors
 def ss_gen(factory: str, kwargs_json: str | None, output: str | None) -> None:
     """Write the search space of the model built by FACTORY (``module:function``), nnictl format."""
-    from raynas.nas.space import generate_search_space, write_json_atomic
+    from raynas._io import write_json_atomic
+    from raynas.nas.space import generate_search_space
 
     space = generate_search_space(build_model(factory, _parse_kwargs(kwargs_json)))
     if output is None:

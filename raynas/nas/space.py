@@ -7,10 +7,7 @@ The torch-free format lives in :mod:`searchers.space`; this module connects it t
 from __future__ import annotations
 
 import importlib
-import json
-import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -37,7 +34,6 @@ __all__ = [
     "to_parameters",
     "to_exported",
     "load_factory",
-    "write_json_atomic",
     "SearchSpaceError",
 ]
 
@@ -143,23 +139,3 @@ def load_factory(spec: str) -> Any:
         raise ValueError(
             f"module {module_name!r} has no attribute {attr!r} (factory {spec!r}); it has: {', '.join(public)}"
         ) from None
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to ``path`` through a temporary file and a rename (never a half-written file)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=2, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
