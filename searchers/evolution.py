@@ -101,12 +101,15 @@ class EvolutionTuner(_ArchTuner):
             NoMoreTrialError: ``max_generations`` reached, or no new architecture can be found.
         """
         self._need_space()
-        while not self._queue:
-            if self.max_generations is not None and self._generation >= self.max_generations:
-                raise NoMoreTrialError(f"all {self.max_generations} generations have been proposed")
-            if not self._breed():
-                raise NoMoreTrialError("no architecture left that is new and meets the constraint")
-        return self._propose(parameter_id, self._queue.popleft())
+        while True:
+            while not self._queue:
+                if self.max_generations is not None and self._generation >= self.max_generations:
+                    raise NoMoreTrialError(f"all {self.max_generations} generations have been proposed")
+                if not self._breed():
+                    raise NoMoreTrialError("no architecture left that is new and meets the constraint")
+            arch = self._queue.popleft()
+            if arch not in self._seen:  # a foreign or imported result may have taken it meanwhile
+                return self._propose(parameter_id, arch)
 
     def _parents(self) -> list[tuple]:
         ranked = sorted(range(len(self._history)), key=lambda i: -self._history[i][1])  # stable

@@ -14,6 +14,7 @@ from searchers import (
     RandomTuner,
     RegularizedEvolutionTuner,
     canonical_hash,
+    from_index_form,
     space_size,
     to_index_form,
 )
@@ -240,3 +241,15 @@ def test_evolution_tuners_beat_random_at_equal_budget():
     for name in ("evolution", "regularized_evolution"):
         assert np.mean(best[name]) > np.mean(best["random"]) + 0.5, best
         assert sum(e > r for e, r in zip(best[name], best["random"])) >= 4, best
+
+
+def test_evolution_skips_queued_architectures_that_arrive_as_foreign_results():
+    tuner = EvolutionTuner(optimize_mode="maximize", seed=0, population_size=6, num_select=2, num_mutation=2, num_crossover=2)
+    tuner.update_search_space(MNIST1D)
+    first = tuner.generate_parameters(0)
+    queued = tuner.save_checkpoint()["state"]["queue"]
+    upcoming = from_index_form(dict(zip(sorted(MNIST1D), queued[0])), MNIST1D)
+    tuner.receive_trial_result("elsewhere", upcoming, 1.0, customized=True)
+    rest = [tuner.generate_parameters(i) for i in range(1, 6)]
+    hashes = [canonical_hash(p, MNIST1D) for p in [first, upcoming, *rest]]
+    assert len(set(hashes)) == 7
