@@ -10,6 +10,7 @@ from typing import Any
 
 import click
 
+from raynas.experiment.directory import PHASES
 from raynas.nas.mutator import DecisionError, MutatorBindingError
 from searchers.space import SearchSpaceError
 
@@ -90,6 +91,145 @@ def ss_gen(factory: str, kwargs_json: str | None, output: str | None) -> None:
     else:
         write_json_atomic(output, space)
         click.echo(f"wrote {len(space)} keys to {output}", err=True)
+
+
+def _log(message: str) -> None:
+    click.echo(f"[raynas] {message}", err=True)
+
+
+@main.command("search")
+@click.argument("config", required=False, type=click.Path(dir_okay=False))
+@click.option("--local", is_flag=True, help="Run every phase in this process, without Ray.")
+@click.option("--address", default=None, help="Ray cluster address (default: the job's cluster, or a local Ray).")
+@click.option("--resume", "resume_dir", default=None, type=click.Path(file_okay=False), help="Continue the experiment in DIR.")
+@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
+@click.option("--until", type=click.Choice(PHASES), default=None, help="Stop after this phase.")
+@user_errors
+def search(config: str | None, local: bool, address: str | None, resume_dir: str | None, overrides: tuple, until: str | None) -> None:
+    """Run an experiment: space, supernet, search, retrain, report.
+
+    With no CONFIG it runs the built-in mnist1d experiment.
+    """
+    from raynas.experiment import run_experiment
+
+    experiment = run_experiment(
+        config, overrides, local=local, address=address, resume_dir=resume_dir, until=until, log=_log
+    )
+    _print_leaderboard(experiment.dir, experiment.config.search.metric, experiment.config.search.mode, "table", limit=5)
+    click.echo(f"results: {experiment.dir.root}")
+    if experiment.dir.best_architecture.is_file():
+        click.echo(f"best architecture: {experiment.dir.best_architecture}")
+
+
+def _read_archs(path: str, space: dict) -> list[dict]:
+    from raynas.nas.fixed import load_architecture
+    from raynas.nas.space import to_exported
+    from searchers.space import SearchSpaceError
+
+    try:
+        with open(path) as f:
+            data = json.load(f)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"architecture file {path!r} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"architecture file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+    if isinstance(data, dict):
+        data = [data]
+    if not isinstance(data, list) or not data:
+        raise ValueError(f"architecture file {path!r} must hold a JSON list of architectures (or one object)")
+    archs = []
+    for i, arch in enumerate(data):
+        try:
+            archs.append(to_exported(load_architecture(arch) if isinstance(arch, dict) else arch, space))
+        except (SearchSpaceError, TypeError) as exc:
+            raise SearchSpaceError(f"architecture #{i} in {path!r}: {_one_line(exc)}") from None
+    return archs
+
+
+@main.command("eval")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures.")
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@user_errors
+def eval_(directory: str, archs_file: str, fmt: str) -> None:
+    """Score architectures by weight sharing on DIRECTORY's trained supernet."""
+    from raynas.experiment import Experiment
+
+    experiment = Experiment.resume(directory, log=_log)
+    archs = _read_archs(archs_file, experiment.space)
+    evaluator = experiment.evaluator(experiment.supernet_weights())
+    rows = [{"arch": arch, **evaluator.evaluate(arch)} for arch in archs]
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True))
+    else:
+        _table([{**r, "arch": json.dumps(r["arch"], sort_keys=True)} for r in rows],
+               ["val_accuracy", "val_loss", "params", "flops", "arch"])
+
+
+@main.command("retrain")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures.")
+@click.option("--local", is_flag=True, help="Train in this process, without Ray.")
+@click.option("--address", default=None, help="Ray cluster address.")
+@click.option("--name", default=None, help="Results name (default: retrain-<archs file name>).")
+@user_errors
+def retrain(directory: str, archs_file: str, local: bool, address: str | None, name: str | None) -> None:
+    """Retrain architectures from scratch with DIRECTORY's retrain settings."""
+    from pathlib import Path
+
+    from raynas.experiment import Experiment, init_ray
+
+    experiment = Experiment.resume(directory, log=_log)
+    archs = _read_archs(archs_file, experiment.space)
+    name = name or f"retrain-{Path(archs_file).stem}"
+    if not local:
+        init_ray(address)
+    info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+    click.echo(json.dumps(info, sort_keys=True))
+    click.echo(f"results: {experiment.dir.results / (name + '.parquet')}")
+
+
+@main.command("report")
+@click.argument("directory", type=click.Path(file_okay=False))
+@click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@user_errors
+def report(directory: str, fmt: str) -> None:
+    """Print DIRECTORY's leaderboard (retrained architectures, else search scores)."""
+    from raynas.experiment import ExperimentDir, load_config
+
+    xdir = ExperimentDir.existing(directory)
+    config = load_config(xdir.config)
+    _print_leaderboard(xdir, config.search.metric, config.search.mode, fmt)
+
+
+def _print_leaderboard(xdir: Any, metric: str, mode: str, fmt: str, limit: int | None = None) -> None:
+    from raynas.experiment import leaderboard
+
+    rows = leaderboard(xdir, metric, mode)[:limit]
+    if fmt == "json":
+        for row in rows:
+            click.echo(json.dumps(row, sort_keys=True, default=str))
+        return
+    if not rows:
+        click.echo("no results yet")
+        return
+    columns = [c for c in ("val_accuracy", "test_accuracy", "params", "flops", "arch") if c in rows[0]]
+    click.echo(f"leaderboard ({rows[0]['source']}, by {metric}, {mode}):")
+    _table(rows, columns)
+
+
+def _table(rows: list[dict], columns: list[str]) -> None:
+    def cell(value: Any) -> str:
+        if isinstance(value, float):
+            return f"{value:.4f}"
+        return "-" if value is None else str(value)
+
+    cells = [[cell(r.get(c)) for c in columns] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(columns)]
+    click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
+    for row in cells:
+        click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,363 @@
+"""The experiment config: one YAML file in six sections, every key with a default.
+
+The defaults are the embedded built-in experiment (the ``mnist1d`` space), so ``raynas search``
+with no file runs it. A file and ``--set section.key=value`` overrides change what they name;
+unknown sections or keys and bad values raise :class:`ConfigError`, naming the key and listing
+what is valid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from raynas.train.config import ConfigError, SupernetConfig
+
+__all__ = [
+    "ConfigError",
+    "ExperimentSection",
+    "ModelSection",
+    "DataSection",
+    "SearchSection",
+    "RetrainSection",
+    "ExperimentConfig",
+    "load_config",
+    "parse_override",
+    "METRICS",
+    "MODES",
+    "SCHEDULERS",
+]
+
+METRICS = ("val_accuracy", "val_loss")
+MODES = ("max", "min")
+SCHEDULERS = ("none", "asha")
+RETRAIN_OPTIMIZERS = ("adam", "sgd")
+
+
+def _rule(kind: str, **options: Any) -> dict:
+    return {"rule": (kind, options)}
+
+
+def _check(section: str, name: str, value: Any, kind: str, options: Mapping[str, Any]) -> None:
+    key = f"{section}.{name}"
+    if value is None and options.get("optional"):
+        return
+    if kind == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ConfigError(f"{key} must be an integer, got {value!r}")
+        if value < options.get("min", -math.inf):
+            raise ConfigError(f"{key} must be >= {options['min']}, got {value!r}")
+    elif kind == "number":
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+            raise ConfigError(f"{key} must be a number, got {value!r}")
+        low = options.get("min", -math.inf)
+        if value < low or (options.get("strict") and value == low):
+            raise ConfigError(f"{key} must be {'>' if options.get('strict') else '>='} {low}, got {value!r}")
+    elif kind == "choice":
+        if value not in options["valid"]:
+            raise ConfigError(f"{key} must be one of {', '.join(options['valid'])}, got {value!r}")
+    elif kind == "str":
+        if not isinstance(value, str) or not value:
+            raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
+        if options.get("factory") and (value.count(":") != 1 or not all(value.split(":"))):
+            raise ConfigError(f"{key} must be written 'package.module:name', got {value!r}")
+    elif kind == "dict":
+        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
+            raise ConfigError(f"{key} must be a mapping of name -> value, got {value!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class _Section:
+    """A config section: every field carries a rule that ``__post_init__`` checks."""
+
+    _name = ""
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            kind, options = f.metadata["rule"]
+            _check(self._name, f.name, getattr(self, f.name), kind, options)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> _Section:
+        """Build the section from a mapping; unknown keys are errors that list the valid ones."""
+        if data is None:
+            return cls()
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"section {cls._name!r} must be a mapping of settings, got {data!r}")
+        valid = [f.name for f in dataclasses.fields(cls)]
+        for key in data:
+            if key not in valid:
+                raise ConfigError(f"unknown key {cls._name}.{key} (valid: {', '.join(valid)})")
+        return cls(**dict(data))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {k: _plain(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentSection(_Section):
+    """``experiment``: where results go.
+
+    Attributes:
+        name: the experiment folder name under ``storage``.
+        storage: a local or shared path (``~`` expanded), or a URI pyarrow understands
+            (``s3://bucket/prefix``) for the Tune experiments.
+        seed: the experiment seed; search and retrain derive theirs from it, and so does the
+            supernet unless ``supernet.seed`` is set.
+    """
+
+    _name = "experiment"
+    name: str = field(default="mnist1d", metadata=_rule("str"))
+    storage: str = field(default="./raynas_results", metadata=_rule("str"))
+    seed: int = field(default=0, metadata=_rule("int", min=0))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if "/" in self.name or self.name in (".", ".."):
+            raise ConfigError(f"experiment.name must be a plain folder name, got {self.name!r}")
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelSection(_Section):
+    """``model``: the supernet factory ``MODULE:FACTORY`` and its keyword arguments."""
+
+    _name = "model"
+    factory: str = field(default="raynas.zoo.mnist1d:build_supernet", metadata=_rule("str", factory=True))
+    kwargs: dict = field(default_factory=dict, metadata=_rule("dict"))
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataSection(_Section):
+    """``data``: a built-in dataset name (``mnist1d``, ``digits``) or ``MODULE:FUNCTION``
+    returning ``{"train", "val", "test"}`` datasets, and its keyword arguments."""
+
+    _name = "data"
+    name: str = field(default="mnist1d", metadata=_rule("str"))
+    kwargs: dict = field(default_factory=dict, metadata=_rule("dict"))
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        from raynas.zoo import BUILTINS
+
+        if ":" not in self.name and self.name not in BUILTINS:
+            raise ConfigError(
+                f"data.name must be a built-in ({', '.join(BUILTINS)}) or 'package.module:function', "
+                f"got {self.name!r}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class SearchSection(_Section):
+    """``search``: the architecture search (a Ray Tune experiment scoring by weight sharing).
+
+    Attributes:
+        searcher: ``MODULE:NAME`` of a ``searchers.Tuner`` (NNI protocol) or a Tune ``Searcher``.
+        searcher_kwargs: keyword arguments for it (a tuner's ``seed`` defaults to the experiment's).
+        num_samples: architectures to score (0 skips the search: the exported architecture of
+            a learnable mutator, or none, goes to retraining).
+        max_concurrent: trials running at once.
+        metric: ``val_accuracy`` or ``val_loss``.
+        mode: ``max`` or ``min``.
+        bn_batches: training batches to recalibrate BatchNorm on per architecture.
+        batch_size: evaluation batch size.
+        max_params: reject architectures with more parameters, without spending a trial.
+        max_flops: reject architectures with more FLOPs per sample, without spending a trial.
+        cpus_per_trial: Ray CPUs per search trial.
+        gpus_per_trial: Ray GPUs per search trial.
+    """
+
+    _name = "search"
+    searcher: str = field(default="searchers:RegularizedEvolutionTuner", metadata=_rule("str", factory=True))
+    searcher_kwargs: dict = field(default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=_rule("dict"))
+    num_samples: int = field(default=100, metadata=_rule("int", min=0))
+    max_concurrent: int = field(default=2, metadata=_rule("int", min=1))
+    metric: str = field(default="val_accuracy", metadata=_rule("choice", valid=METRICS))
+    mode: str = field(default="max", metadata=_rule("choice", valid=MODES))
+    bn_batches: int = field(default=10, metadata=_rule("int", min=0))
+    batch_size: int = field(default=256, metadata=_rule("int", min=1))
+    max_params: int | None = field(default=None, metadata=_rule("int", min=1, optional=True))
+    max_flops: int | None = field(default=None, metadata=_rule("int", min=1, optional=True))
+    cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
+    gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetrainSection(_Section):
+    """``retrain``: the top-k architectures trained from scratch as Tune trials.
+
+    Attributes:
+        top_k: distinct architectures to retrain (best search scores first).
+        epochs: training epochs per architecture.
+        optimizer: ``adam`` or ``sgd``.
+        lr: learning rate (cosine schedule to 0).
+        weight_decay: L2 weight decay.
+        batch_size: training batch size.
+        scheduler: ``none`` or ``asha`` (early stopping on the search metric, per epoch).
+        grace_period: ASHA's minimum epochs before a trial may be stopped.
+        cpus_per_trial: Ray CPUs per retrain trial.
+        gpus_per_trial: Ray GPUs per retrain trial.
+        max_failures: retries of a failed trial (from its last checkpoint).
+    """
+
+    _name = "retrain"
+    top_k: int = field(default=3, metadata=_rule("int", min=0))
+    epochs: int = field(default=30, metadata=_rule("int", min=1))
+    optimizer: str = field(default="adam", metadata=_rule("choice", valid=RETRAIN_OPTIMIZERS))
+    lr: float = field(default=3e-3, metadata=_rule("number", min=0.0, strict=True))
+    weight_decay: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    batch_size: int = field(default=128, metadata=_rule("int", min=1))
+    scheduler: str = field(default="none", metadata=_rule("choice", valid=SCHEDULERS))
+    grace_period: int = field(default=5, metadata=_rule("int", min=1))
+    cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
+    gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    max_failures: int = field(default=2, metadata=_rule("int", min=0))
+
+
+_SECTIONS: dict[str, Any] = {
+    "experiment": ExperimentSection,
+    "model": ModelSection,
+    "data": DataSection,
+    "supernet": SupernetConfig,
+    "search": SearchSection,
+    "retrain": RetrainSection,
+}
+
+
+@dataclass(frozen=True, kw_only=True)
+class ExperimentConfig:
+    """The whole experiment: one frozen section per phase."""
+
+    experiment: ExperimentSection = field(default_factory=ExperimentSection)
+    model: ModelSection = field(default_factory=ModelSection)
+    data: DataSection = field(default_factory=DataSection)
+    supernet: SupernetConfig = field(default_factory=SupernetConfig)
+    search: SearchSection = field(default_factory=SearchSection)
+    retrain: RetrainSection = field(default_factory=RetrainSection)
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> ExperimentConfig:
+        """Build from ``{section: {key: value}}``; unknown sections and keys are errors."""
+        data = {} if data is None else data
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a config must be a mapping of sections, got {type(data).__name__}")
+        for section in data:
+            if section not in _SECTIONS:
+                raise ConfigError(f"unknown section {section!r} (valid: {', '.join(_SECTIONS)})")
+        return cls(**{name: kind.from_dict(data.get(name)) for name, kind in _SECTIONS.items()})
+
+    def to_dict(self) -> dict[str, dict[str, Any]]:
+        """``{section: {key: value}}``: what ``config.yaml`` holds (``from_dict`` inverts it)."""
+        return {name: getattr(self, name).to_dict() for name in _SECTIONS}
+
+    @property
+    def experiment_dir(self) -> str:
+        """``<storage>/<name>`` (``~`` expanded for local paths)."""
+        storage = self.experiment.storage
+        if "://" not in storage:
+            storage = os.path.abspath(os.path.expanduser(storage))
+        return f"{storage.rstrip('/')}/{self.experiment.name}"
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"a.b=value"`` -> ``(["a", "b"], value)``, the value read as YAML (``3``, ``true``, ``[1]``).
+
+    Raises:
+        ConfigError: no ``=``, or an empty key part.
+    """
+    if "=" not in text:
+        raise ConfigError(f"--set takes section.key=value, got {text!r}")
+    path, raw = text.split("=", 1)
+    parts = path.strip().split(".")
+    if len(parts) < 2 or not all(parts):
+        raise ConfigError(f"--set takes section.key=value, got {text!r}")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return parts, value
+
+
+def _apply_override(data: dict, parts: Sequence[str], value: Any, text: str) -> None:
+    section, *rest = parts
+    if section not in _SECTIONS:
+        raise ConfigError(f"unknown section {section!r} in --set {text!r} (valid: {', '.join(_SECTIONS)})")
+    node = data.setdefault(section, {})
+    for i, part in enumerate(rest[:-1]):
+        child = node.get(part)
+        if child is None and i == 0:
+            child = node[part] = {}
+        if not isinstance(child, dict):
+            raise ConfigError(f"--set {text!r}: {'.'.join(parts[: i + 2])} is not a mapping")
+        node = child
+    node[rest[-1]] = value
+
+
+def _read_yaml(path: str | os.PathLike) -> dict:
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file {str(p)!r} does not exist")
+    try:
+        data = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
+def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:
+    """The embedded defaults, then the YAML file (if any), then ``--set`` overrides.
+
+    Args:
+        path: a YAML config file, or ``None`` for the built-in experiment.
+        overrides: ``section.key=value`` strings (nested keys of mappings allowed:
+            ``model.kwargs.width=32``).
+
+    Returns:
+        The checked :class:`ExperimentConfig`.
+
+    Raises:
+        ConfigError: a missing or unparsable file, an unknown section or key, or a bad value.
+    """
+    user = {} if path is None else _read_yaml(path)
+    data = _merge(ExperimentConfig().to_dict(), user)
+    seed_given = isinstance(user.get("supernet"), Mapping) and "seed" in user["supernet"]
+    for text in overrides:
+        parts, value = parse_override(text)
+        _apply_override(data, parts, value, text)
+        seed_given = seed_given or parts[:2] == ["supernet", "seed"]
+    if not seed_given and isinstance(data.get("supernet"), dict):
+        data["supernet"]["seed"] = data["experiment"].get("seed")  # one seed drives every phase
+    return ExperimentConfig.from_dict(data)
+
+
+def _merge(base: dict, update: Mapping) -> dict:
+    """Sections of ``update`` replace keys of ``base`` (kwargs mappings are replaced whole)."""
+    out = {k: dict(v) for k, v in base.items()}
+    for section, values in update.items():
+        if section not in out:
+            out[section] = values  # reported as unknown by from_dict
+        elif values is None:
+            continue
+        elif not isinstance(values, Mapping):
+            raise ConfigError(f"section {section!r} must be a mapping of settings, got {values!r}")
+        else:
+            out[section].update(values)
+    return out

@@ -1,0 +1,292 @@
+"""Phase 4: retrain the best architectures from scratch, as Ray Tune trials or in-process.
+
+Every trial trains one fixed architecture (pruned model, fresh weights), reports validation
+metrics each epoch with a checkpoint, and measures test accuracy after its last epoch. Tune
+retries a failed trial from its last checkpoint (``FailureConfig``); ASHA may stop weak ones early.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from raynas._io import write_atomic, write_json_atomic
+from raynas.nas.fixed import apply_fixed_architecture
+from raynas.train.loop import _Batches, resolve_data
+
+__all__ = ["RETRAIN_COLUMNS", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
+
+RETRAIN_COLUMNS = (
+    "trial_id",
+    "rank",
+    "arch",
+    "val_accuracy",
+    "val_loss",
+    "test_accuracy",
+    "params",
+    "flops",
+    "epochs",
+    "search_val_accuracy",
+    "wall_s",
+    "status",
+)
+
+
+class RetrainSetup:
+    """What a retrain trial needs (small and picklable).
+
+    Args:
+        model_factory: zero-argument model factory.
+        data_factory: zero-argument function returning the data splits.
+        archs: the architectures to retrain, best first (exported form).
+        search_scores: their weight-sharing scores (``None`` where unknown).
+        epochs: training epochs.
+        optimizer: ``adam`` or ``sgd``.
+        lr: peak learning rate (cosine to 0 over all steps).
+        weight_decay: L2 weight decay.
+        batch_size: training batch size.
+        seed: base seed (each architecture's is ``(seed, rank)``).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_factory: Callable,
+        data_factory: Callable,
+        archs: Sequence[Mapping[str, Any]],
+        search_scores: Sequence[float | None],
+        epochs: int,
+        optimizer: str,
+        lr: float,
+        weight_decay: float,
+        batch_size: int,
+        seed: int,
+    ):
+        self.model_factory = model_factory
+        self.data_factory = data_factory
+        self.archs = [dict(a) for a in archs]
+        self.search_scores = list(search_scores)
+        self.epochs = epochs
+        self.optimizer = optimizer
+        self.lr = lr
+        self.weight_decay = weight_decay
+        self.batch_size = batch_size
+        self.seed = seed
+
+
+def _evaluate(model: nn.Module, batches: _Batches, batch_size: int = 500) -> tuple[float, float]:
+    model.eval()
+    correct, loss_sum = 0, 0.0
+    idx = torch.arange(len(batches))
+    with torch.no_grad():
+        for i in range(0, len(batches), batch_size):
+            x, y = batches.take(idx[i : i + batch_size])
+            out = model(x)
+            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
+            correct += int((out.argmax(-1) == y).sum())
+    n = max(len(batches), 1)
+    return correct / n, loss_sum / n
+
+
+def train_fixed(
+    setup: RetrainSetup,
+    rank: int,
+    *,
+    report: Callable[[dict, dict], None],
+    state: Mapping[str, Any] | None = None,
+) -> None:
+    """Train architecture ``rank`` of ``setup`` from scratch, calling ``report`` each epoch.
+
+    Args:
+        setup: the retrain setup.
+        rank: which architecture (0 = the best search score).
+        report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_accuracy``,
+            ``val_loss``, ``train_loss`` (and ``test_accuracy`` after the last epoch); ``state``
+            is the checkpoint to resume from.
+        state: a checkpoint a previous call reported, to continue from it.
+    """
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(setup.seed * 1000 + rank)
+    model = setup.model_factory()
+    apply_fixed_architecture(model, setup.archs[rank])
+    model.to(device)
+    splits = resolve_data(setup.data_factory)
+    train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
+    steps = max(1, len(train) // setup.batch_size)
+    params = [p for p in model.parameters() if p.requires_grad]
+    if setup.optimizer == "sgd":
+        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=setup.lr, momentum=0.9, weight_decay=setup.weight_decay)
+    else:
+        opt = torch.optim.Adam(params, lr=setup.lr, weight_decay=setup.weight_decay)
+    total = steps * setup.epochs
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    start_epoch, wall = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        start_epoch, wall = int(state["epoch"]), float(state["wall_s"])
+    n_params = sum(p.numel() for p in model.parameters())
+    for epoch in range(start_epoch, setup.epochs):
+        began = time.perf_counter()
+        model.train()
+        order = torch.from_numpy(np.random.default_rng([setup.seed, rank, epoch]).permutation(len(train)))
+        loss_sum = 0.0
+        for s in range(steps):
+            x, y = train.take(order[s * setup.batch_size : (s + 1) * setup.batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            sched.step()
+            loss_sum += float(loss.detach())
+        val_acc, val_loss = _evaluate(model, val)
+        wall += time.perf_counter() - began
+        metrics = {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / steps,
+            "val_accuracy": val_acc,
+            "val_loss": val_loss,
+            "params": n_params,
+            "rank": rank,
+            "wall_s": wall,
+        }
+        if epoch + 1 == setup.epochs and "test" in splits:
+            metrics["test_accuracy"], _ = _evaluate(model, _Batches(splits["test"], device))
+        checkpoint = {
+            "model": model.state_dict(),
+            "optimizer": opt.state_dict(),
+            "scheduler": sched.state_dict(),
+            "epoch": epoch + 1,
+            "wall_s": wall,
+        }
+        report(metrics, checkpoint)
+
+
+def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+    state = None
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as d:
+            state = torch.load(os.path.join(d, "state.pt"), weights_only=False)
+
+    def report(metrics: dict, ckpt: dict) -> None:
+        with tempfile.TemporaryDirectory() as d:
+            torch.save(ckpt, os.path.join(d, "state.pt"))
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(d))
+
+    train_fixed(setup, int(config["rank"]), report=report, state=state)
+
+
+def _row(trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any) -> dict:
+    metrics = metrics or {}
+    return {
+        "trial_id": trial_id,
+        "rank": rank,
+        "arch": json.dumps(setup.archs[rank], sort_keys=True),
+        "val_accuracy": metrics.get("val_accuracy"),
+        "val_loss": metrics.get("val_loss"),
+        "test_accuracy": metrics.get("test_accuracy"),
+        "params": metrics.get("params"),
+        "flops": flops,
+        "epochs": metrics.get("epoch"),
+        "search_val_accuracy": setup.search_scores[rank],
+        "wall_s": metrics.get("wall_s"),
+        "status": status,
+    }
+
+
+def run_retrain_tune(
+    *,
+    setup: RetrainSetup,
+    storage: str,
+    name: str,
+    metric: str,
+    mode: str,
+    scheduler: str,
+    grace_period: int,
+    resources: Mapping[str, float],
+    max_failures: int,
+    flops: Sequence[Any],
+    resume: bool,
+) -> list[dict]:
+    """Run (or resume) the retraining as a Tune experiment; one row per architecture."""
+    from ray import tune
+    from ray.tune.schedulers import ASHAScheduler
+
+    trainable = tune.with_resources(tune.with_parameters(_retrain_trial, setup=setup), dict(resources))
+    path = os.path.join(storage, name)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        asha = (
+            ASHAScheduler(time_attr="epoch", max_t=setup.epochs, grace_period=min(grace_period, setup.epochs))
+            if scheduler == "asha"
+            else None
+        )
+        tuner = tune.Tuner(
+            trainable,
+            param_space={"rank": tune.grid_search(list(range(len(setup.archs))))},
+            tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=asha),
+            run_config=tune.RunConfig(
+                name=name,
+                storage_path=storage,
+                verbose=0,
+                failure_config=tune.FailureConfig(max_failures=max_failures),
+                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            ),
+        )
+    grid = tuner.fit()
+    rows = []
+    for result in grid:
+        rank = int(result.config["rank"])
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or os.path.basename(result.path or "")
+        status = "error" if result.error else ("stopped" if metrics.get("epoch", 0) < setup.epochs else "ok")
+        rows.append(_row(trial_id, rank, setup, metrics, status, flops[rank]))
+    rows.sort(key=lambda r: r["rank"])
+    return rows
+
+
+def run_retrain_local(
+    *,
+    setup: RetrainSetup,
+    work_dir: str | os.PathLike,
+    flops: Sequence[Any],
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[dict]:
+    """Retrain every architecture in this process, one after another, resumable from ``work_dir``."""
+    rows = []
+    for rank in range(len(setup.archs)):
+        ckpt_path = os.path.join(work_dir, f"arch_{rank:03d}.pt")
+        done_path = os.path.join(work_dir, f"arch_{rank:03d}.json")
+        if os.path.isfile(done_path):
+            with open(done_path) as f:
+                rows.append(json.load(f))
+            continue
+        state = torch.load(ckpt_path, weights_only=False) if os.path.isfile(ckpt_path) else None
+        last: dict = {}
+
+        def report(metrics: dict, ckpt: dict, _path: str = ckpt_path) -> None:
+            last.clear()
+            last.update(metrics)
+            write_atomic(_path, lambda tmp: torch.save(ckpt, tmp))
+
+        train_fixed(setup, rank, report=report, state=state)
+        row = _row(f"local_retrain_{rank:03d}", rank, setup, last, "ok", flops[rank])
+        write_json_atomic(done_path, row)
+        rows.append(row)
+        log(f"retrain {rank + 1}/{len(setup.archs)}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f}")
+    return rows

@@ -1,0 +1,289 @@
+"""Phase 3: score architectures by weight sharing, as a Ray Tune experiment or in-process.
+
+Each trial fixes one architecture on a fresh model, copies in the trained supernet's weights,
+recalibrates BatchNorm and reports ``val_accuracy``, ``val_loss``, ``params``, ``flops`` and
+``wall_s``. The supernet weights travel once through the object store
+(``tune.with_parameters``); actors are reused, and each keeps its evaluator (data, weights) from
+one trial to the next.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+import os
+import time
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+from raynas._io import write_atomic, write_json_atomic
+from raynas.nas.space import load_factory, to_decisions, to_exported
+from raynas.train.evaluate import WeightSharingEvaluator
+from searchers.space import parse_search_space
+
+__all__ = [
+    "SEARCH_COLUMNS",
+    "SearchSetup",
+    "build_searcher",
+    "arch_from_config",
+    "score",
+    "run_search_tune",
+    "run_search_local",
+]
+
+SEARCH_COLUMNS = ("trial_id", "arch", "val_accuracy", "val_loss", "params", "flops", "wall_s", "status")
+
+
+def arch_from_config(config: Mapping[str, Any], space: Mapping[str, Any]) -> dict:
+    """The architecture a trial config holds: ``{"arch": parameters}`` from an NNI-protocol
+    tuner, or a :func:`searchers.tune.to_tune_space` config from a Tune searcher."""
+    if "arch" in config:
+        return dict(config["arch"])
+    from searchers.tune import from_tune_config
+
+    return from_tune_config(config, space)
+
+
+def score(evaluator: WeightSharingEvaluator, config: Mapping[str, Any], space: Mapping[str, Any]) -> dict:
+    """Score the architecture of one trial config; the row a trial reports."""
+    start = time.perf_counter()
+    arch = arch_from_config(config, space)
+    metrics = evaluator.evaluate(arch)
+    return {
+        **metrics,
+        "arch": json.dumps(to_exported(arch, space), sort_keys=True),
+        "wall_s": time.perf_counter() - start,
+    }
+
+
+class SearchSetup:
+    """What every search trial needs besides the weights (small and picklable).
+
+    Args:
+        model_factory: zero-argument model factory (picklable: a module function or a partial).
+        data_factory: zero-argument function returning the data splits.
+        space: the search space.
+        bn_batches: BatchNorm recalibration batches.
+        batch_size: evaluation batch size.
+        seed: picks the recalibration batches.
+        token: identifies the weights (an actor keeps its evaluator while the token is the same).
+    """
+
+    def __init__(
+        self,
+        *,
+        model_factory: Callable,
+        data_factory: Callable,
+        space: Mapping[str, Any],
+        bn_batches: int,
+        batch_size: int,
+        seed: int,
+        token: str,
+    ):
+        self.model_factory = model_factory
+        self.data_factory = data_factory
+        self.space = dict(space)
+        self.bn_batches = bn_batches
+        self.batch_size = batch_size
+        self.seed = seed
+        self.token = token
+
+    def evaluator(self, weights: Any) -> WeightSharingEvaluator:
+        """A new evaluator on ``weights``."""
+        return WeightSharingEvaluator(
+            factory=self.model_factory,
+            weights=weights,
+            data=self.data_factory,
+            bn_batches=self.bn_batches,
+            batch_size=min(self.batch_size, 256),
+            eval_batch_size=self.batch_size,
+            seed=self.seed,
+        )
+
+
+_EVALUATORS: dict[str, WeightSharingEvaluator] = {}
+
+
+def _search_trial(config: dict, *, weights: Any, setup: SearchSetup) -> None:
+    from ray import tune
+
+    torch.set_num_threads(max(1, int(os.environ.get("OMP_NUM_THREADS", "1") or 1)))
+    evaluator = _EVALUATORS.get(setup.token)
+    if evaluator is None:
+        _EVALUATORS.clear()
+        evaluator = _EVALUATORS[setup.token] = setup.evaluator(weights)
+    tune.report(score(evaluator, config, setup.space))
+
+
+def _accepts(obj: Any, name: str) -> bool:
+    try:
+        params = inspect.signature(obj).parameters
+    except (TypeError, ValueError):
+        return False
+    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+
+
+def build_searcher(
+    path: str,
+    *,
+    space: Mapping[str, Any],
+    metric: str,
+    mode: str,
+    kwargs: Mapping[str, Any],
+    seed: int,
+    constraint: Callable[[dict], str | None] | None = None,
+) -> Any:
+    """The search algorithm: ``path`` loaded by :func:`searchers.tune.load_searcher` (a tuner gets
+    ``seed`` unless ``kwargs`` sets it), wrapped in a :class:`ConstrainedSearcher` when there is a
+    constraint."""
+    from searchers.constrained import ConstrainedSearcher
+    from searchers.tune import load_searcher
+
+    kwargs = dict(kwargs)
+    cls = load_factory(path)
+    if "seed" not in kwargs and _accepts(cls, "seed"):
+        kwargs["seed"] = seed
+    searcher = load_searcher(path, search_space=space, metric=metric, mode=mode, **kwargs)
+    if constraint is not None:
+        searcher = ConstrainedSearcher(searcher, constraint=constraint)
+    return searcher
+
+
+def cost_constraint(
+    costs: Any, space: Mapping[str, Any], *, max_params: int | None, max_flops: int | None
+) -> Callable[[dict], str | None] | None:
+    """A constraint on a trial config from a :class:`raynas.train.PathCosts` table, or ``None``."""
+    if max_params is None and max_flops is None:
+        return None
+    choices = parse_search_space(space)
+
+    def check(config: dict) -> str | None:
+        params, flops = costs.cost(to_decisions(arch_from_config(config, choices), choices))
+        if max_params is not None and params > max_params:
+            return f"params {params} > search.max_params {max_params}"
+        if max_flops is not None and flops > max_flops:
+            return f"flops {flops} > search.max_flops {max_flops}"
+        return None
+
+    return check
+
+
+def _row(trial_id: str, metrics: Mapping[str, Any] | None, status: str) -> dict:
+    metrics = metrics or {}
+    row = {"trial_id": trial_id, "status": status}
+    for key in SEARCH_COLUMNS[1:-1]:
+        row[key] = metrics.get(key)
+    return row
+
+
+def run_search_tune(
+    *,
+    searcher: Any,
+    setup: SearchSetup,
+    weights: Any,
+    storage: str,
+    name: str,
+    num_samples: int,
+    max_concurrent: int,
+    metric: str,
+    mode: str,
+    resources: Mapping[str, float],
+    resume: bool,
+) -> list[dict]:
+    """Run (or resume) the search as a Tune experiment; one row per trial."""
+    import ray
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    weights_ref = ray.put(weights)
+    trainable = tune.with_resources(
+        tune.with_parameters(_search_trial, weights=weights_ref, setup=setup), dict(resources)
+    )
+    path = os.path.join(storage, name)
+    if resume and tune.Tuner.can_restore(path):
+        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
+    else:
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(
+                search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+                num_samples=num_samples,
+                metric=metric,
+                mode=mode,
+                reuse_actors=True,
+            ),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+        )
+    grid = tuner.fit()
+    rows = []
+    for result in grid:
+        metrics = result.metrics or {}
+        trial_id = metrics.get("trial_id") or os.path.basename(result.path or "")
+        rows.append(_row(trial_id, metrics, "error" if result.error else "ok"))
+    rows.sort(key=lambda r: r["trial_id"])
+    return rows
+
+
+def run_search_local(
+    *,
+    searcher: Any,
+    evaluator: WeightSharingEvaluator,
+    space: Mapping[str, Any],
+    num_samples: int,
+    progress_file: str | os.PathLike,
+    log: Callable[[str], None] = lambda _msg: None,
+) -> list[dict]:
+    """Run the search in this process (no Ray), resumable from ``progress_file``.
+
+    After every trial the rows so far and the searcher's state are written atomically, so an
+    interrupted run continues without losing or repeating a row.
+    """
+    from ray.tune.search import Searcher
+
+    rows: list[dict] = []
+    state_path = f"{progress_file}.searcher"
+    if os.path.isfile(progress_file) and os.path.isfile(state_path):
+        with open(progress_file) as f:
+            rows = json.load(f)["rows"]
+        searcher.restore(state_path)
+    while len(rows) < num_samples:
+        trial_id = f"local_{len(rows):05d}"
+        config = searcher.suggest(trial_id)
+        if config is None or config == Searcher.FINISHED:
+            break  # nothing runs in parallel here: a waiting searcher has nothing more
+        try:
+            metrics = score(evaluator, config, space)
+        except Exception as exc:  # a broken trial is a failed row, as under Tune
+            searcher.on_trial_complete(trial_id, result=None, error=True)
+            rows.append(_row(trial_id, {"arch": json.dumps(arch_from_config(config, space), sort_keys=True)}, "error"))
+            log(f"search trial {trial_id} failed: {exc}")
+        else:
+            searcher.on_trial_complete(trial_id, result=metrics)
+            rows.append(_row(trial_id, metrics, "ok"))
+        write_atomic(state_path, lambda tmp: searcher.save(str(tmp)))
+        write_json_atomic(progress_file, {"rows": rows})
+        if len(rows) % 10 == 0:
+            log(f"search: {len(rows)}/{num_samples} architectures scored")
+    return rows
+
+
+def data_factory(name: str, kwargs: Mapping[str, Any]) -> Callable:
+    """A zero-argument data function: a built-in's ``load_data`` or ``MODULE:FUNCTION``."""
+    if ":" in name:
+        fn = load_factory(name)
+    else:
+        from raynas.zoo import builtin
+
+        fn = builtin(name).load_data
+    return functools.partial(fn, **kwargs) if kwargs else fn
+
+
+def model_factory(spec: str, kwargs: Mapping[str, Any]) -> Callable:
+    """A zero-argument model factory from ``MODULE:FACTORY`` and keyword arguments."""
+    fn = load_factory(spec)
+    if not callable(fn):
+        raise TypeError(f"model.factory {spec!r} is a {type(fn).__name__}, not a callable")
+    return functools.partial(fn, **kwargs) if kwargs else fn
