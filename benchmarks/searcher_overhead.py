@@ -17,10 +17,12 @@ Prints one JSON object per line (the first describes the machine); the last hold
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from importlib import metadata
@@ -120,7 +122,8 @@ def tune_rate(kind: str, trials: int, storage: str, index: int) -> float:
         run_config=tune.RunConfig(storage_path=storage, name=f"{kind}-{index}", verbose=0),
     )
     t0 = time.perf_counter()
-    results = tuner.fit()
+    with contextlib.redirect_stdout(sys.stderr):  # Tune's banners: keep stdout JSON lines only
+        results = tuner.fit()
     wall = time.perf_counter() - t0
     if len(results) != trials or results.errors:
         raise RuntimeError(f"{kind}: {len(results)} trials, errors {results.errors}")
@@ -155,7 +158,6 @@ def main() -> None:
     import ray
 
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, logging_level="ERROR")
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "0")
     rates: dict[str, list[float]] = {"tuner_searcher": [], "basic_variant": []}
     with tempfile.TemporaryDirectory() as storage:
         tune_rate("basic_variant", 10, storage, -1)  # warm-up: worker start-up, imports
