@@ -130,7 +130,7 @@ class ArchitectureCheckpoint(Callback):
     and how often each candidate was sampled in the epoch (NNI's ``ArchitectureCheckpoint``)."""
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
-        from raynas.nas.space import write_json_atomic
+        from raynas.train.checkpoint import write_json_atomic
 
         write_json_atomic(
             run.out_dir / "architectures" / f"epoch-{metrics.epoch + 1:04d}.json",
@@ -155,7 +155,7 @@ class MetricsHistory(Callback):
                 self.history = []
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
-        from raynas.nas.space import write_json_atomic
+        from raynas.train.checkpoint import write_json_atomic
 
         self.history = [h for h in self.history if h.get("epoch", -1) < metrics.epoch]
         self.history.append(metrics.to_dict())

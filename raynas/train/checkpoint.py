@@ -17,6 +17,7 @@ without an entry continue rank 0's path stream (``shared``) or start their own (
 
 from __future__ import annotations
 
+import json
 import os
 import re
 from collections.abc import Mapping
@@ -33,6 +34,7 @@ __all__ = [
     "latest_checkpoint",
     "checkpoint_dir",
     "to_cpu",
+    "write_json_atomic",
 ]
 
 FORMAT = "raynas.supernet/1"
@@ -74,6 +76,24 @@ def _atomic_torch_save(payload: Any, path: Path) -> None:
     finally:
         if tmp.exists():
             tmp.unlink()
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
+    """Write JSON to ``path`` through a temporary file and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(data, f, indent=1, sort_keys=True)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
 
 
 def save_checkpoint(payload: Mapping[str, Any], out_dir: str | os.PathLike, *, keep: int = 2) -> Path:

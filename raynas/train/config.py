@@ -106,7 +106,7 @@ class SupernetConfig:
     spos_constraint: str = "params"
     spos_lower: float = 0.0
     spos_upper: float = 1.0
-    spos_max_tries: int = 50
+    spos_max_tries: int = 100
     precision: str = "fp32"
     seed: int = 0
     threads: int = 1

@@ -221,7 +221,7 @@ class SposMutator(RandomMutator):
         constraint: str = "params",
         lower: float = 0.0,
         upper: float = 1.0,
-        max_tries: int = 50,
+        max_tries: int = 100,
         seed: int | None = None,
     ):
         super().__init__(model, seed=seed)

@@ -1,0 +1,72 @@
+"""SupernetConfig: defaults, validation messages, dict round trip."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from raynas.train import ConfigError, SupernetConfig
+
+
+def test_defaults_are_valid_and_plain():
+    config = SupernetConfig()
+    data = config.to_dict()
+    assert SupernetConfig.from_dict(data) == config
+    assert all(isinstance(v, (int, float, str, bool, type(None))) for v in data.values())
+    assert "_" not in "".join(k[0] for k in data)
+
+
+def test_frozen_and_keyword_only():
+    config = SupernetConfig()
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        config.epochs = 3  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        SupernetConfig(2)  # type: ignore[misc]
+
+
+@pytest.mark.parametrize(
+    ("key", "value", "words"),
+    [
+        ("optimizer", "rmsprop", ["supernet.optimizer", "'rmsprop'", "sgd, adam"]),
+        ("sampling", "mixed", ["supernet.sampling", "shared, independent"]),
+        ("sampler", "darts", ["supernet.sampler", "uniform, spos"]),
+        ("precision", "fp8", ["supernet.precision", "fp32, bf16, fp16"]),
+        ("replicas", 0, ["supernet.replicas", ">= 1", "0"]),
+        ("replicas", 1.5, ["supernet.replicas", "integer", "1.5"]),
+        ("lr", 0, ["supernet.lr", "> 0"]),
+        ("momentum", 1.0, ["supernet.momentum", "[0, 1)"]),
+        ("progress", "yes", ["supernet.progress", "true or false"]),
+        ("device", "tpu", ["supernet.device", "auto, cpu, cuda"]),
+        ("spos_lower", 0.8, ["spos_lower", "spos_upper"]),
+        ("batch_size", True, ["supernet.batch_size", "integer"]),
+    ],
+)
+def test_bad_values_name_key_value_and_rule(key, value, words):
+    changes = {key: value}
+    if key == "spos_lower":
+        changes["spos_upper"] = 0.5
+    with pytest.raises(ConfigError) as info:
+        SupernetConfig(**changes)
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+    assert isinstance(info.value, ValueError)
+
+
+def test_from_dict_rejects_unknown_keys_listing_valid_ones():
+    with pytest.raises(ConfigError, match=r"unknown supernet setting 'epoch' \(valid: replicas, epochs"):
+        SupernetConfig.from_dict({"epoch": 3})
+    with pytest.raises(ConfigError, match="mapping"):
+        SupernetConfig.from_dict([("epochs", 3)])  # type: ignore[arg-type]
+    assert SupernetConfig.from_dict(None) == SupernetConfig()
+
+
+def test_replace_checks_like_a_fresh_config():
+    config = SupernetConfig().replace(epochs=3, sampling="independent")
+    assert (config.epochs, config.sampling) == (3, "independent")
+    with pytest.raises(ConfigError, match="supernet.epochs"):
+        config.replace(epochs=-1)
+    with pytest.raises(ConfigError, match="unknown supernet setting 'nope'"):
+        config.replace(nope=1)

@@ -1,0 +1,162 @@
+"""Replicas on a real local Ray: in step, shared/independent paths, recovery, resume, local <-> Ray."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+
+import pytest
+import torch
+
+from raynas.train import Callback, ReplicaFailure, load_checkpoint, train_supernet
+from tests.train.conftest import FACTORY, small_config
+
+pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def _equal_states(a: dict, b: dict) -> bool:
+    return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("sampling", ["shared", "independent"])
+def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling):
+    """20 steps with 2 replicas: identical parameters after every step; shared mode trains the
+    same path on both replicas, independent mode different ones."""
+    config = small_config(sampling=sampling, epochs=2)
+    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
+    rank0, rank1 = result.trace
+    assert [t["step"] for t in rank0] == [t["step"] for t in rank1] == list(range(1, 21))
+    digests = [t["digest"] for t in rank0]
+    assert digests == [t["digest"] for t in rank1]
+    assert len(set(digests)) == 20  # every step changed the weights
+    same_path = [a["path"] == b["path"] for a, b in zip(rank0, rank1)]
+    if sampling == "shared":
+        assert all(same_path)
+    else:
+        assert sum(same_path) <= 2
+    assert len({str(t["path"]) for t in rank0}) > 10  # paths change from step to step
+    data = load_checkpoint(result.checkpoint)
+    assert data["replicas"] == 2 and len(data["rank_states"]) == 2
+
+
+class _Interrupt(Exception):
+    pass
+
+
+class _StopAfterEpoch(Callback):
+    def __init__(self, epoch: int):
+        self.epoch = epoch
+
+    def on_epoch_end(self, run, metrics):
+        if metrics.epoch + 1 == self.epoch:
+            raise _Interrupt(f"stopped after epoch {self.epoch}")
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory, small_data):
+    """A 3-epoch run with 2 replicas and shared paths: the reference for resume and recovery."""
+    out = tmp_path_factory.mktemp("uninterrupted")
+    result = train_supernet(FACTORY, small_data, small_config(epochs=3), out_dir=out)
+    return load_checkpoint(result.checkpoint)
+
+
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_data, uninterrupted):
+    config = small_config(epochs=3)
+    with pytest.raises(_Interrupt):
+        train_supernet(FACTORY, small_data, config, out_dir=tmp_path, callbacks=[_StopAfterEpoch(2)])
+    assert load_checkpoint(tmp_path)["epoch"] == 2
+    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, resume=True)
+    assert (result.epochs, result.steps) == (3, 30)
+    final = load_checkpoint(result.checkpoint)
+    assert _equal_states(final["model"], uninterrupted["model"])
+    assert final["rank_states"][0]["mutator"]["_extra_state"] == uninterrupted["rank_states"][0]["mutator"]["_extra_state"]
+    assert [h["epoch"] for h in final["history"]] == [0, 1, 2]
+
+
+class _Killer(Callback):
+    """Kill replica 1 with ray.kill at step 5 (before any checkpoint), and SIGKILL replica 0's
+    process shortly after the report of step 15 (while the replicas run the next steps)."""
+
+    def __init__(self):
+        self.done: list[str] = []
+        self.failures: list[str] = []
+
+    def on_progress(self, run, progress):
+        import ray
+
+        if progress.step >= 5 and "ray.kill" not in self.done:
+            self.done.append("ray.kill")
+            ray.kill(run.replicas[1], no_restart=True)
+        elif progress.step >= 15 and "os.kill" not in self.done:
+            self.done.append("os.kill")
+            threading.Timer(0.02, os.kill, (run.pids[0], signal.SIGKILL)).start()
+
+    def on_failure(self, run, error, attempt):
+        self.failures.append(type(error).__name__)
+
+
+def test_killed_replicas_recover_from_the_last_checkpoint(tmp_path, small_data, uninterrupted):
+    killer = _Killer()
+    result = train_supernet(FACTORY, small_data, small_config(epochs=3), out_dir=tmp_path, callbacks=[killer])
+    assert killer.done == ["ray.kill", "os.kill"]
+    assert result.restarts == 2 and killer.failures == ["ReplicaFailure", "ReplicaFailure"]
+    assert (result.epochs, result.steps) == (3, 30)
+    final = load_checkpoint(result.checkpoint)
+    assert final["epoch"] == 3
+    # restarts replay from a checkpoint, so the weights equal an uninterrupted run's (shared mode)
+    assert _equal_states(final["model"], uninterrupted["model"])
+
+
+class _AlwaysKill(Callback):
+    def on_progress(self, run, progress):
+        import ray
+
+        ray.kill(run.replicas[0], no_restart=True)
+
+
+def test_recovery_gives_up_after_max_failures(tmp_path, small_data):
+    with pytest.raises(ReplicaFailure, match=r"failed 2 times \(supernet.max_failures=1\)"):
+        train_supernet(
+            FACTORY, small_data, small_config(epochs=1, max_failures=1), out_dir=tmp_path, callbacks=[_AlwaysKill()]
+        )
+
+
+class _Boom(Exception):
+    pass
+
+
+def _bad_criterion(out, target):
+    raise _Boom("bad loss")
+
+
+def test_a_user_error_in_a_replica_is_not_retried(tmp_path, small_data):
+    with pytest.raises(_Boom, match="bad loss"):
+        train_supernet(FACTORY, small_data, small_config(epochs=1), out_dir=tmp_path, criterion=_bad_criterion)
+
+
+def test_local_and_ray_checkpoints_load_in_each_other(tmp_path, small_data):
+    local_dir, ray_dir, back_dir = tmp_path / "local", tmp_path / "ray", tmp_path / "back"
+    local = train_supernet(FACTORY, small_data, small_config(epochs=1), out_dir=local_dir, local=True)
+    assert local.history[0]["loss"] > 0 and local.steps == 20
+    # one Ray replica runs the very same loop as local mode: same weights
+    one = train_supernet(FACTORY, small_data, small_config(epochs=1, replicas=1), out_dir=tmp_path / "one")
+    assert _equal_states(one.state_dict(), local.state_dict())
+    # local checkpoint -> 2 replicas on Ray (epoch 2), then Ray checkpoint -> local (epoch 3)
+    on_ray = train_supernet(FACTORY, small_data, small_config(epochs=2), out_dir=ray_dir, resume=local.checkpoint)
+    assert (on_ray.epochs, on_ray.steps, on_ray.local) == (2, 30, False)
+    assert not _equal_states(on_ray.state_dict(), local.state_dict())
+    back = train_supernet(
+        FACTORY, small_data, small_config(epochs=3), out_dir=back_dir, local=True, resume=on_ray.checkpoint
+    )
+    assert (back.epochs, back.steps, back.local) == (3, 50, True)
+    assert [h["epoch"] for h in back.history] == [0, 1, 2]
+    # a Ray checkpoint with nothing left to train loads unchanged in local mode, and vice versa
+    same = train_supernet(
+        FACTORY, small_data, small_config(epochs=2), out_dir=tmp_path / "same", local=True, resume=on_ray.checkpoint
+    )
+    assert _equal_states(same.state_dict(), on_ray.state_dict())
+    same_ray = train_supernet(
+        FACTORY, small_data, small_config(epochs=3), out_dir=tmp_path / "same_ray", resume=back.checkpoint
+    )
+    assert _equal_states(same_ray.state_dict(), back.state_dict())

@@ -1,0 +1,135 @@
+"""Path costs, SPOS constrained sampling, mutator seeding."""
+
+from __future__ import annotations
+
+import torch
+
+from raynas.nas import RandomMutator, apply_fixed_architecture, to_decisions
+from raynas.train import SposMutator, SupernetConfig, build_mutator, profile_costs
+from raynas.train.sampling import mutator_seed
+from raynas.zoo.mnist1d import build_supernet
+
+EXAMPLE = torch.randn(2, 1, 40)
+
+
+def _costs():
+    model = build_supernet()
+    mutator = RandomMutator(model, seed=0)
+    return model, mutator, profile_costs(mutator, EXAMPLE)
+
+
+def test_candidate_costs_are_exact_for_mnist1d():
+    _model, _mutator, costs = _costs()
+    table = dict(zip(("conv3", "conv5", "conv7", "sepconv5", "maxpool3", "identity"), costs.candidates["op0"]))
+    assert table["conv7"] == (16 * 16 * 7 + 32, 40 * 16 * 16 * 7 + 40 * 16)  # conv MACs + BN
+    assert table["conv3"][0] == 16 * 16 * 3 + 32
+    assert table["sepconv5"][0] == 16 * 5 + 16 * 16 + 32
+    assert table["identity"] == (0, 0)
+    assert table["maxpool3"] == (0, 40 * 16)
+    # a skip adds one 16x40 tensor
+    assert costs.candidates["skip3"] == ((0, 640),) * 3
+    # stem conv + BN + head
+    assert costs.base_params == 16 * 5 + 32 + 16 * 10 + 10
+
+
+def test_path_cost_matches_the_fixed_model():
+    _model, mutator, costs = _costs()
+    for _ in range(5):
+        decisions = mutator.sample_search()
+        fixed = build_supernet()
+        apply_fixed_architecture(fixed, decisions)
+        params, _flops = costs.cost(decisions)
+        assert params == sum(p.numel() for p in fixed.parameters())
+
+
+def test_bounds_are_the_cheapest_and_dearest_paths():
+    _model, _mutator, costs = _costs()
+    cheapest = {f"op{i}": "identity" for i in range(4)} | {"skip1": [], "skip2": [], "skip3": []}
+    dearest = {f"op{i}": "conv7" for i in range(4)} | {
+        "skip1": ["stem"],
+        "skip2": ["stem", "op0"],
+        "skip3": ["stem", "op0", "op1"],
+    }
+    space = build_supernet()
+    assert costs.bounds("params")[0] == costs.cost(to_decisions(cheapest, space))[0]
+    assert costs.bounds("params")[1] == costs.cost(to_decisions(dearest, space))[0]
+    assert costs.bounds("flops") == (
+        costs.cost(to_decisions(cheapest, space))[1],
+        costs.cost(to_decisions(dearest, space))[1],
+    )
+
+
+def test_profiling_leaves_the_model_and_path_alone():
+    model, mutator, _ = _costs()
+    mutator.reset()
+    before = mutator.status()
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    model.train()
+    profile_costs(mutator, EXAMPLE)
+    assert mutator.status() == before
+    assert model.training
+    assert all(torch.equal(state[k], v) for k, v in model.state_dict().items())  # eval mode: BN untouched
+
+
+def test_spos_paths_fall_in_their_bins():
+    model = build_supernet()
+    probe = RandomMutator(model, seed=0)
+    costs = profile_costs(probe, EXAMPLE)
+    probe.detach()
+    mutator = SposMutator(model, costs=costs, bins=4, constraint="params", max_tries=400, seed=1)
+    bins = []
+    for _ in range(200):
+        before = mutator.fallbacks
+        mutator.reset()
+        lo, hi = mutator.bin_edges("params", mutator.last_bin)
+        if mutator.fallbacks == before:
+            assert lo <= mutator.last_cost[0] <= hi
+            bins.append(mutator.last_bin)
+    assert mutator.fallbacks <= 5
+    assert sorted(set(bins)) == [0, 1, 2, 3]
+    # uniform sampling puts far fewer paths in the extreme bins than SPOS does
+    uniform = RandomMutator(build_supernet(), seed=1)
+    lo3, hi3 = mutator.bin_edges("params", 3)
+    top_uniform = sum(lo3 <= costs.cost(uniform.sample_search())[0] <= hi3 for _ in range(200))
+    assert bins.count(3) > 2 * top_uniform
+
+
+def test_spos_falls_back_to_the_closest_path_when_a_bin_is_missed():
+    model = build_supernet()
+    probe = RandomMutator(model, seed=0)
+    costs = profile_costs(probe, EXAMPLE)
+    probe.detach()
+    # 1000 narrow bins over both metrics: most cannot be hit in 3 draws
+    mutator = SposMutator(model, costs=costs, bins=1000, constraint="both", max_tries=3, seed=2)
+    for _ in range(50):
+        mutator.reset()  # never stalls, always a valid path
+        assert set(mutator.status()) == set(mutator.choices)
+    assert mutator.fallbacks > 0
+    state = mutator.state_dict()
+    other = SposMutator(build_supernet(), costs=costs, bins=1000, constraint="both", max_tries=3, seed=99)
+    other.load_state_dict(state)
+    assert other.fallbacks == mutator.fallbacks
+    assert [mutator.sample_search()["op0"].tolist() for _ in range(5)] == [
+        other.sample_search()["op0"].tolist() for _ in range(5)
+    ]
+
+
+def test_build_mutator_seeds_shared_and_independent_streams():
+    shared = SupernetConfig(sampling="shared", seed=3)
+    independent = SupernetConfig(sampling="independent", seed=3)
+    assert mutator_seed(shared, 0) == mutator_seed(shared, 1)
+    assert mutator_seed(independent, 0) != mutator_seed(independent, 1)
+    assert mutator_seed(shared, 0) != mutator_seed(SupernetConfig(seed=4), 0)
+
+    def paths(config, rank):
+        m = build_mutator(build_supernet(), config=config, rank=rank, example=EXAMPLE)
+        out = []
+        for _ in range(10):
+            m.reset()
+            out.append(m.status())
+        return out
+
+    assert paths(shared, 0) == paths(shared, 1)
+    assert paths(independent, 0) != paths(independent, 1)
+    spos = build_mutator(build_supernet(), config=SupernetConfig(sampler="spos"), rank=0, example=EXAMPLE)
+    assert isinstance(spos, SposMutator)
