@@ -38,10 +38,9 @@ SEARCH_COLUMNS = ("trial_id", "arch", "val_accuracy", "val_loss", "params", "flo
 
 
 def arch_from_config(config: Mapping[str, Any], space: Mapping[str, Any]) -> dict:
-    """The architecture a trial config holds: ``{"arch": parameters}`` from an NNI-protocol
-    tuner, or a :func:`searchers.tune.to_tune_space` config from a Tune searcher."""
-    if "arch" in config:
-        return dict(config["arch"])
+    """The architecture (tuner parameter form) a trial config holds, whichever searcher made it:
+    ``{"arch": parameters}`` from an NNI-protocol tuner or a :func:`searchers.tune.to_tune_space`
+    sample from a Tune searcher."""
     from searchers.tune import from_tune_config
 
     return from_tune_config(config, space)
