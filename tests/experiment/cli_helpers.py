@@ -64,5 +64,5 @@ def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None
             return
         if proc is not None and proc.poll() is not None:
             raise AssertionError(f"the process ended (code {proc.returncode}) before {what}")
-        time.sleep(0.5)
+        time.sleep(0.2)
     raise AssertionError(f"timed out waiting for {what}")
