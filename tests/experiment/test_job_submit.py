@@ -1,0 +1,78 @@
+"""`ray job submit` of a tiny search to a real `ray start --head` cluster."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+
+from tests.experiment.cli_helpers import TINY, env, kill_group, wait_for
+
+pytestmark = pytest.mark.slow
+
+BIN = Path(sys.executable).parent
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def head(tmp_path):
+    """A Ray head in its own temp dir, ports and process group; ended by that group's id."""
+    temp = Path("/tmp") / f"rn{os.getpid()}"  # Ray's socket paths must stay short
+    port, dashboard = _free_port(), _free_port()
+    log = open(tmp_path / "head.log", "w")
+    proc = subprocess.Popen(
+        [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp}", f"--port={port}",
+         f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true"],
+        stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True,
+    )
+    address = f"http://127.0.0.1:{dashboard}"
+
+    def ready() -> bool:
+        probe = subprocess.run([str(BIN / "ray"), "job", "list", "--address", address],
+                               capture_output=True, text=True, env=env())
+        return probe.returncode == 0
+
+    try:
+        wait_for(ready, 120, "the Ray head's job server", proc)
+        yield address
+    finally:
+        kill_group(proc)
+        log.close()
+
+
+def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path, monkeypatch):
+    storage = tmp_path / "storage"
+    workdir = tmp_path / "job"
+    workdir.mkdir()
+    (workdir / "cfg.yaml").write_text(
+        f"experiment: {{name: job, storage: {storage}}}\n"
+    )
+    sets = []
+    for item in TINY:
+        sets += ["--set", item]
+    submit = subprocess.run(
+        [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(workdir),
+         "--submission-id", "raynas-tiny", "--", "raynas", "search", "cfg.yaml", *sets],
+        capture_output=True, text=True, env=env(), timeout=900,
+    )
+    monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "token"))
+    from ray.job_submission import JobStatus, JobSubmissionClient
+
+    status = JobSubmissionClient(head).get_job_status("raynas-tiny")
+    assert status == JobStatus.SUCCEEDED, (status, submit.stdout[-3000:], submit.stderr[-3000:])
+    root = storage / "job"
+    assert pq.read_table(root / "results" / "search.parquet").num_rows == 6
+    assert pq.read_table(root / "results" / "retrain.parquet").num_rows == 2
+    assert json.loads((root / "best_architecture.json").read_text())
+    assert (root / "tune_search").is_dir()
