@@ -116,9 +116,9 @@ def search(config: str | None, local: bool, address: str | None, resume_dir: str
         config, overrides, local=local, address=address, resume_dir=resume_dir, until=until, log=_log
     )
     _print_leaderboard(experiment.dir, experiment.config.search.metric, experiment.config.search.mode, "table", limit=5)
-    click.echo(f"results: {experiment.dir.root}")
+    click.echo(f"results: {experiment.dir.location}")
     if experiment.dir.best_architecture.is_file():
-        click.echo(f"best architecture: {experiment.dir.best_architecture}")
+        click.echo(f"best architecture: {experiment.dir.location}/best_architecture.json")
 
 
 def _read_archs(path: str, space: dict) -> list[dict]:
@@ -186,8 +186,9 @@ def retrain(directory: str, archs_file: str, local: bool, address: str | None, n
     if not local:
         init_ray(address)
     info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+    experiment.dir.push()
     click.echo(json.dumps(info, sort_keys=True))
-    click.echo(f"results: {experiment.dir.results / (name + '.parquet')}")
+    click.echo(f"results: {experiment.dir.location}/results/{name}.parquet")
 
 
 @main.command("report")

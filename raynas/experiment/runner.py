@@ -78,10 +78,10 @@ class Experiment:
     def create(cls, config: ExperimentConfig, *, log: Log = print) -> Experiment:
         """A new experiment in ``<storage>/<name>``; refuses an existing experiment directory."""
         xdir = ExperimentDir(config.experiment_dir)
-        if xdir.config.exists() or xdir.state_file.exists():
+        if xdir.exists():
             raise ExperimentExistsError(
-                f"experiment directory {str(xdir.root)!r} already exists; resume it with "
-                f"--resume {str(xdir.root)!r} or choose another experiment.name"
+                f"experiment directory {xdir.location!r} already exists; resume it with "
+                f"--resume {xdir.location!r} or choose another experiment.name"
             )
         return cls(config, xdir, log=log)
 
@@ -112,7 +112,7 @@ class Experiment:
             diff = _space_diff(self.dir.read_search_space(), space)
             if diff:
                 raise SpaceMismatchError(
-                    f"the model does not match the search space stored in {str(self.dir.search_space)!r} ({diff})"
+                    f"the model does not match the search space stored in {self.dir.location!r} ({diff})"
                 )
         return space
 
@@ -147,9 +147,11 @@ class Experiment:
             self.log(f"[{i + 1}/{len(PHASES)}] {phase} ...")
             info = getattr(self, f"_phase_{phase}")(local=local, resume=resume)
             self.dir.mark_done(phase, info)
+            self.dir.push()
             self.log(f"[{i + 1}/{len(PHASES)}] {phase}: {json.dumps(info, sort_keys=True)}")
         if last == len(PHASES) - 1:
             self.write_report()
+            self.dir.push()
 
     def _phase_space(self, *, local: bool, resume: bool) -> dict:
         write_yaml_atomic(self.dir.config, self.config.to_dict())
@@ -189,7 +191,7 @@ class Experiment:
         path = latest_checkpoint(self.dir.supernet)
         if path is None:
             raise ExperimentDirError(
-                f"{str(self.dir.root)!r} has no trained supernet yet; run: raynas search --resume {str(self.dir.root)!r}"
+                f"{self.dir.location!r} has no trained supernet yet; run: raynas search --resume {self.dir.location!r}"
             )
         return load_checkpoint(path)["model"]
 
@@ -244,7 +246,7 @@ class Experiment:
                 searcher=searcher,
                 setup=self.search_setup(token=str(self.dir.root)),
                 weights=weights,
-                storage=str(self.dir.root),
+                storage=self.dir.tune_storage,
                 name="tune_search",
                 num_samples=s.num_samples,
                 max_concurrent=s.max_concurrent,
@@ -304,7 +306,7 @@ class Experiment:
         else:
             rows = run_retrain_tune(
                 setup=setup,
-                storage=str(self.dir.root),
+                storage=self.dir.tune_storage,
                 name=f"tune_{name}",
                 metric=s.metric,
                 mode=s.mode,

@@ -34,15 +34,17 @@ def sets(storage: Path, name: str = "tiny", extra: list[str] | tuple = ()) -> li
     return out
 
 
-def env() -> dict:
-    e = dict(os.environ)
+def env(**extra: str) -> dict:
+    e = dict(os.environ, **extra)
     e.setdefault("RAY_AUTH_MODE", "token")
     e["PYTHONUNBUFFERED"] = "1"
     return e
 
 
-def run_cli(*args: str, timeout: float = 600, cwd: str | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(cli_args(*args), capture_output=True, text=True, timeout=timeout, env=env(), cwd=cwd)
+def run_cli(*args: str, timeout: float = 600, cwd: str | None = None, **extra_env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        cli_args(*args), capture_output=True, text=True, timeout=timeout, env=env(**extra_env), cwd=cwd
+    )
 
 
 def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:

@@ -73,3 +73,24 @@ def test_report_and_eval_read_the_directory(finished, tmp_path):
     assert len(out) == 3
     assert out[2]["arch"]["op3"] == "identity" and out[2]["arch"]["skip3"] == ["stem", "op1"]
     assert all(0.0 <= o["val_accuracy"] <= 1.0 for o in out)
+
+
+def test_storage_uri_holds_the_experiment_and_resumes_from_it(tmp_path):
+    """``experiment.storage`` as a URI pyarrow understands (``file://`` here; ``s3://`` alike)."""
+    uri = f"file://{tmp_path}/bucket"
+    staging = {"RAYNAS_STAGING_DIR": str(tmp_path / "staging")}
+    first = run_cli("search", "--local", "--until", "supernet", *sets(uri), **staging)
+    assert first.returncode == 0, first.stderr[-3000:]
+    remote = tmp_path / "bucket" / "tiny"
+    assert json.loads((remote / "state.json").read_text())["done"].keys() == {"space", "supernet"}
+    assert (remote / "supernet" / "checkpoints" / "last.pt").is_file()
+    # a fresh machine: nothing staged locally, everything comes back from the URI
+    other = {"RAYNAS_STAGING_DIR": str(tmp_path / "other-staging")}
+    second = run_cli("search", "--local", "--resume", f"{uri}/tiny", **other)
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert "supernet: done earlier, skipped" in second.stderr
+    assert pq.read_table(remote / "results" / "search.parquet").num_rows == 6
+    assert pq.read_table(remote / "results" / "retrain.parquet").num_rows == 2
+    assert (remote / "best_architecture.json").is_file()
+    report = run_cli("report", f"{uri}/tiny", "--format", "json", RAYNAS_STAGING_DIR=str(tmp_path / "third"))
+    assert report.returncode == 0 and len(report.stdout.splitlines()) == 2
