@@ -23,3 +23,26 @@ def test_readme_port_example_trains_and_exports():
     exec(compile(_blocks()[0], str(README), "exec"), namespace)  # noqa: S102
     exported = namespace["mutator"].export()
     assert set(exported) == {"op", "skip"} and exported["op"] in ("0", "1")
+
+
+def _yaml_after(heading: str) -> str:
+    text = README.read_text()
+    section = text[text.index(heading):]
+    return re.search(r"```yaml\n(.*?)```", section, flags=re.S).group(1)
+
+
+def test_readme_config_block_is_the_embedded_default():
+    import yaml
+
+    from raynas.experiment import ExperimentConfig, load_config
+
+    documented = yaml.safe_load(_yaml_after("### Configuration"))
+    assert documented == ExperimentConfig().to_dict() == load_config().to_dict()
+
+
+def test_readme_cluster_launcher_file_parses():
+    import yaml
+
+    launcher = yaml.safe_load(_yaml_after("An example cluster launcher file"))
+    assert {"cluster_name", "provider", "available_node_types", "head_node_type", "setup_commands"} <= set(launcher)
+    assert launcher["head_node_type"] in launcher["available_node_types"]
