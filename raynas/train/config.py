@@ -27,7 +27,7 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 SAMPLINGS = ("shared", "independent")
-SAMPLERS = ("uniform", "spos")
+SAMPLERS = ("uniform", "fair", "spos")
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 SPOS_CONSTRAINTS = ("params", "flops", "both")
@@ -63,7 +63,9 @@ class SupernetConfig:
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         sampling: ``shared`` (every replica trains the same path each step) or ``independent``
             (each replica its own path); both deterministic given ``seed``.
-        sampler: ``uniform`` (``RandomMutator``) or ``spos`` (constrained to cost bins).
+        sampler: ``uniform`` (``RandomMutator``, one path per step), ``fair`` (FairNAS strict
+            fairness: each step accumulates the gradients of as many paths as the largest
+            LayerChoice has candidates, every candidate once) or ``spos`` (constrained to cost bins).
         spos_bins: number of cost bins between the lower and the upper bound.
         spos_constraint: ``params``, ``flops`` or ``both``: which path cost the bins constrain.
         spos_lower: lower bound of the bins as a fraction of the way from the cheapest to the

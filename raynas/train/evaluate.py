@@ -125,6 +125,7 @@ class WeightSharingEvaluator:
         self.device = device
         self.criterion = criterion or nn.functional.cross_entropy
         self._ready = False
+        self._meta_ok: bool | None = None
 
     def _setup(self) -> None:
         if self._ready:
@@ -152,6 +153,22 @@ class WeightSharingEvaluator:
         """A fresh fixed model holding the supernet weights (BatchNorm not yet recalibrated)."""
         self._setup()
         arch = load_architecture(arch)
+        if self._meta_ok is not False:
+            # build without initialising weights (they are all overwritten by the supernet's)
+            with torch.device("meta"):
+                model = self._factory()
+            mutator = apply_fixed_architecture(model, arch)
+            state_keys = set(model.state_dict())
+            complete = all(name in state_keys for name, _ in model.named_buffers()) and all(
+                name in state_keys for name, _ in model.named_parameters()
+            )
+            if complete:
+                self._meta_ok = True
+                model.to_empty(device=self._device)
+                copy_supernet_weights(self._state, model)
+                return model, mutator
+            mutator.detach()
+            self._meta_ok = False  # non-persistent buffers: build normally from now on
         model = self._factory()
         mutator = apply_fixed_architecture(model, arch)
         model.to(self._device)

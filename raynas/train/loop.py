@@ -342,23 +342,31 @@ class SupernetReplica:
         for p, view, hit in zip(self._params, views, touched):
             p.grad = view.view_as(p).to(p.dtype) if hit > 0 else None
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step on a batch; returns ``(loss, correct)`` as detached tensors."""
-        cfg = self.config
+    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, paths: int) -> tuple[torch.Tensor, torch.Tensor]:
         self.mutator.reset()
         for key, (_mask, chosen, _w) in self.mutator._plans.items():
             self._counts[key][list(chosen)] += 1
+        with autocast(self.device, self.config.precision):
+            out = self.model(x)
+            loss = self.criterion(out, y)
+        scaled = loss / paths if paths > 1 else loss
+        if self.scaler is not None:
+            self.scaler.scale(scaled).backward()
+        else:
+            scaled.backward()
+        return out, loss
+
+    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on a batch; returns ``(loss, correct)`` as detached tensors."""
+        cfg = self.config
         lr = lr_at(cfg, self.epoch + self.pos / self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         self.optimizer.zero_grad(set_to_none=True)
-        with autocast(self.device, cfg.precision):
-            out = self.model(x)
-            loss = self.criterion(out, y)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-        else:
-            loss.backward()
+        paths = int(getattr(self.mutator, "paths_per_step", 1))
+        for _ in range(paths - 1):  # fair sampling: accumulate the gradients of several paths
+            self._forward_backward(x, y, paths)
+        out, loss = self._forward_backward(x, y, paths)
         if self.distributed and self.world_size > 1:
             self._sync_grads()
         if self.scaler is not None:

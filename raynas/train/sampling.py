@@ -35,7 +35,15 @@ from raynas.nas.mutator import Mutator
 from raynas.nas.random import RandomMutator
 from raynas.train.config import ConfigError, SupernetConfig
 
-__all__ = ["PathCosts", "SposMutator", "profile_costs", "build_mutator", "mutator_seed", "module_flops"]
+__all__ = [
+    "PathCosts",
+    "SposMutator",
+    "FairMutator",
+    "profile_costs",
+    "build_mutator",
+    "mutator_seed",
+    "module_flops",
+]
 
 _NORM_POOL = (
     nn.modules.batchnorm._BatchNorm,
@@ -288,6 +296,57 @@ class SposMutator(RandomMutator):
         self.fallbacks = int(state.get("fallbacks", 0))
 
 
+class FairMutator(RandomMutator):
+    """Strict-fairness sampling (FairNAS, Chu et al. 2019): paths come in groups of ``m`` (the
+    largest LayerChoice's number of candidates) in which every LayerChoice runs each of its
+    candidates once (a fresh random permutation per group; a choice with fewer candidates repeats
+    random ones). InputChoices are sampled uniformly per path.
+
+    The trainer reads :attr:`paths_per_step` and accumulates the gradients of a whole group
+    before one optimizer step, so every candidate is updated at every step.
+
+    Args:
+        model: the model holding the mutables.
+        seed: seeds the mutator's RNG; its state (and any paths still queued) travel in
+            ``state_dict()``.
+    """
+
+    def __init__(self, model: nn.Module, *, seed: int | None = None):
+        super().__init__(model, seed=seed)
+        self.paths_per_step = max((m.length for m in self.choices.values() if isinstance(m, LayerChoice)), default=1)
+        self._queue: list[dict[str, torch.Tensor]] = []
+
+    def _group(self) -> list[dict[str, torch.Tensor]]:
+        m = self.paths_per_step
+        group = [super(FairMutator, self).sample_search() for _ in range(m)]
+        for key, mutable in self.choices.items():
+            if not isinstance(mutable, LayerChoice):
+                continue
+            order = list(self._rng.permutation(mutable.length))
+            while len(order) < m:
+                order.append(int(self._rng.integers(mutable.length)))
+            for path, index in zip(group, order):
+                mask = torch.zeros(mutable.length, dtype=torch.bool)
+                mask[int(index)] = True
+                path[key] = mask
+        return group
+
+    def sample_search(self) -> dict[str, torch.Tensor]:
+        if not self._queue:
+            self._queue = self._group()
+        return self._queue.pop(0)
+
+    def get_extra_state(self) -> Any:
+        queue = [{k: v.tolist() for k, v in path.items()} for path in self._queue]
+        return {"rng": self._rng.bit_generator.state, "queue": queue}
+
+    def set_extra_state(self, state: Any) -> None:
+        self._rng.bit_generator.state = state["rng"]
+        self._queue = [
+            {k: torch.tensor(v, dtype=torch.bool) for k, v in path.items()} for path in state.get("queue", [])
+        ]
+
+
 def mutator_seed(config: SupernetConfig, rank: int) -> int:
     """The mutator seed of a replica: one for all ranks (``shared``) or one per rank."""
     stream = 0 if config.sampling == "shared" else 1 + rank
@@ -295,7 +354,7 @@ def mutator_seed(config: SupernetConfig, rank: int) -> int:
 
 
 def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, example: torch.Tensor) -> Mutator:
-    """The training mutator a config asks for (``uniform`` or ``spos``), seeded for ``rank``.
+    """The training mutator a config asks for (``uniform``, ``fair`` or ``spos``), seeded for ``rank``.
 
     Args:
         model: the replica's model.
@@ -306,6 +365,8 @@ def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, exampl
     seed = mutator_seed(config, rank)
     if config.sampler == "uniform":
         return RandomMutator(model, seed=seed)
+    if config.sampler == "fair":
+        return FairMutator(model, seed=seed)
     probe = RandomMutator(model, seed=0)
     costs = profile_costs(probe, example)
     probe.detach()

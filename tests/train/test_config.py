@@ -30,7 +30,7 @@ def test_frozen_and_keyword_only():
     [
         ("optimizer", "rmsprop", ["supernet.optimizer", "'rmsprop'", "sgd, adam"]),
         ("sampling", "mixed", ["supernet.sampling", "shared, independent"]),
-        ("sampler", "darts", ["supernet.sampler", "uniform, spos"]),
+        ("sampler", "darts", ["supernet.sampler", "uniform, fair, spos"]),
         ("precision", "fp8", ["supernet.precision", "fp32, bf16, fp16"]),
         ("replicas", 0, ["supernet.replicas", ">= 1", "0"]),
         ("replicas", 1.5, ["supernet.replicas", "integer", "1.5"]),

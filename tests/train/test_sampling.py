@@ -133,3 +133,25 @@ def test_build_mutator_seeds_shared_and_independent_streams():
     assert paths(independent, 0) != paths(independent, 1)
     spos = build_mutator(build_supernet(), config=SupernetConfig(sampler="spos"), rank=0, example=EXAMPLE)
     assert isinstance(spos, SposMutator)
+
+
+def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
+    from raynas.train import SupernetReplica
+    from raynas.train.sampling import FairMutator
+    from tests.train.conftest import FACTORY, small_config
+
+    mutator = FairMutator(build_supernet(), seed=0)
+    assert mutator.paths_per_step == 6
+    for _ in range(3):
+        group = [mutator.sample_search() for _ in range(6)]
+        for key in ("op0", "op1", "op2", "op3"):
+            assert sorted(int(p[key].nonzero()) for p in group) == list(range(6))
+    mutator.sample_search()  # 5 paths of the next group stay queued and travel in the state
+    other = FairMutator(build_supernet(), seed=42)
+    other.load_state_dict(mutator.state_dict())
+    assert [str(other.sample_search()) for _ in range(8)] == [str(mutator.sample_search()) for _ in range(8)]
+
+    replica = SupernetReplica(factory=FACTORY, data=small_data, config=small_config(replicas=1, sampler="fair"))
+    replica.setup()
+    report = replica.run(2)
+    assert report["counts"]["op2"] == [2] * 6  # every candidate trained at each of the 2 steps
