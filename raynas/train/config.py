@@ -92,10 +92,10 @@ class SupernetConfig:
     """
 
     replicas: int = 2
-    epochs: int = 40
+    epochs: int = 100
     batch_size: int = 64
     optimizer: str = "adam"
-    lr: float = 3e-3
+    lr: float = 0.01
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
