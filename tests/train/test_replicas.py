@@ -75,8 +75,9 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_data, uni
 
 
 class _Killer(Callback):
-    """Kill replica 1 with ray.kill at step 5 (before any checkpoint), and SIGKILL replica 0's
-    process shortly after the report of step 15 (while the replicas run the next steps)."""
+    """Kill replica 1 with ray.kill at step 10 (the end of epoch 1, before its checkpoint: the
+    restart begins from scratch), and SIGKILL replica 0's process shortly after the report of
+    step 25 (while the replicas run steps 26-30: the restart begins from the epoch-2 checkpoint)."""
 
     def __init__(self):
         self.done: list[str] = []
@@ -85,10 +86,10 @@ class _Killer(Callback):
     def on_progress(self, run, progress):
         import ray
 
-        if progress.step >= 5 and "ray.kill" not in self.done:
+        if progress.step >= 10 and "ray.kill" not in self.done:
             self.done.append("ray.kill")
             ray.kill(run.replicas[1], no_restart=True)
-        elif progress.step >= 15 and "os.kill" not in self.done:
+        elif progress.step >= 25 and "os.kill" not in self.done:
             self.done.append("os.kill")
             threading.Timer(0.02, os.kill, (run.pids[0], signal.SIGKILL)).start()
 
