@@ -114,23 +114,29 @@ class ReplicaActor:
         return f"tcp://{ip}:{port}"
 
     def connect(self, init_method: str) -> None:
+        """Join the process group at ``init_method``."""
         self.replica.connect(init_method=init_method)
 
     def setup(self, checkpoint: Mapping[str, Any] | None) -> dict[str, Any]:
+        """Build the replica (see :meth:`SupernetReplica.setup`)."""
         return self.replica.setup(checkpoint)
 
     def run(self, n_steps: int) -> dict[str, Any]:
+        """Train ``n_steps`` steps; the report."""
         return self.replica.run(n_steps)
 
     def end_epoch(self) -> None:
+        """Finish the epoch."""
         self.replica.end_epoch()
 
     def state(self, full: bool) -> dict[str, Any]:
+        """The replica's state (full on rank 0) and the path in force."""
         out = self.replica.state(full=full)
         out["path"] = self.replica.mutator.status()
         return out
 
     def digest(self) -> str:
+        """The replica's parameter digest."""
         return self.replica.digest()
 
 
