@@ -46,6 +46,7 @@ def main() -> None:
         data_factory=mnist1d.load_data,
         space=space,
         bn_batches=args.bn_batches,
+        bn_batch_size=64,
         batch_size=256,
         seed=0,
         token="bench",

@@ -66,6 +66,7 @@ class SearchSetup:
         data_factory: zero-argument function returning the data splits.
         space: the search space.
         bn_batches: BatchNorm recalibration batches.
+        bn_batch_size: their size (the supernet's training batch size: the statistics BN saw).
         batch_size: evaluation batch size.
         seed: picks the recalibration batches.
         token: identifies the weights (an actor keeps its evaluator while the token is the same).
@@ -78,6 +79,7 @@ class SearchSetup:
         data_factory: Callable,
         space: Mapping[str, Any],
         bn_batches: int,
+        bn_batch_size: int,
         batch_size: int,
         seed: int,
         token: str,
@@ -86,6 +88,7 @@ class SearchSetup:
         self.data_factory = data_factory
         self.space = dict(space)
         self.bn_batches = bn_batches
+        self.bn_batch_size = bn_batch_size
         self.batch_size = batch_size
         self.seed = seed
         self.token = token
@@ -97,7 +100,7 @@ class SearchSetup:
             weights=weights,
             data=self.data_factory,
             bn_batches=self.bn_batches,
-            batch_size=min(self.batch_size, 256),
+            batch_size=self.bn_batch_size,
             eval_batch_size=self.batch_size,
             seed=self.seed,
         )
@@ -178,6 +181,37 @@ def _row(trial_id: str, metrics: Mapping[str, Any] | None, status: str) -> dict:
     return row
 
 
+def _lean_loggers() -> list:
+    """Tune callbacks that replace its per-trial CSV and TensorBoard loggers with no-ops.
+
+    A search trial reports once; writing a CSV and an event file per trial cost more driver time
+    than scoring the architecture (trivial trials: ~11 -> ~16 trials/s on 2 cores). The rows go to
+    ``results/search.parquet`` and ``tensorboard/search`` instead; Tune's ``result.json`` stays.
+    """
+    from ray.tune.logger import CSVLoggerCallback, TBXLoggerCallback
+
+    class _Silent:
+        def setup(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def log_trial_start(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def log_trial_result(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+        def log_trial_end(self, *args: Any, **kwargs: Any) -> None:
+            pass
+
+    class NoCSV(_Silent, CSVLoggerCallback):
+        pass
+
+    class NoTensorBoard(_Silent, TBXLoggerCallback):
+        pass
+
+    return [NoCSV(), NoTensorBoard()]
+
+
 def run_search_tune(
     *,
     searcher: Any,
@@ -214,7 +248,7 @@ def run_search_tune(
                 mode=mode,
                 reuse_actors=True,
             ),
-            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0),
+            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
         )
     grid = tuner.fit()
     rows = []

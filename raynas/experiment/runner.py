@@ -217,6 +217,7 @@ class Experiment:
             data_factory=self.data_factory,
             space=self.space,
             bn_batches=s.bn_batches,
+            bn_batch_size=self.config.supernet.batch_size,
             batch_size=s.batch_size,
             seed=self.config.experiment.seed,
             token=token,
