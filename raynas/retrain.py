@@ -279,9 +279,9 @@ def run_retrain_local(
         state = torch.load(ckpt_path, weights_only=False) if os.path.isfile(ckpt_path) else None
         last: dict = {}
 
-        def report(metrics: dict, ckpt: dict, _path: str = ckpt_path) -> None:
-            last.clear()
-            last.update(metrics)
+        def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last) -> None:
+            _last.clear()
+            _last.update(metrics)
             write_atomic(_path, lambda tmp: torch.save(ckpt, tmp))
 
         train_fixed(setup, rank, report=report, state=state)

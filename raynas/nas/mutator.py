@@ -177,7 +177,7 @@ def parse_model(model: nn.Module) -> ParsedModel:
         else:
             first[key] = mutable
             order[key] = position
-    for position, (key, _path, mutable) in enumerate(instances):
+    for key, _path, mutable in instances:
         if isinstance(mutable, InputChoice):
             for label in mutable.choose_from:
                 if label in order and order[label] >= order[key]:
