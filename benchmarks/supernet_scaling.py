@@ -70,7 +70,7 @@ def plain_loop(*, epochs: int, batch_size: int, seed: int = 0) -> float:
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 5.0)
                 opt.step()
-                float(loss)
+                float(loss.detach())
             rates.append(steps * batch_size / (time.perf_counter() - start))
         return statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
     finally:

@@ -276,6 +276,15 @@ class SupernetReplica:
             self.load_state(checkpoint)
         if self.distributed:
             self._broadcast_from_rank0()
+        self._overlap = self.distributed and self.world_size > 1 and cfg.sampling == "shared"
+        self._hooks_active = False
+        self._bucket: list[nn.Parameter] = []
+        self._bucket_numel = 0
+        self._pending: list[tuple[Any, torch.Tensor, list[nn.Parameter]]] = []
+        self._reduced: set[int] = set()
+        if self._overlap:
+            for p in self._params:
+                p.register_post_accumulate_grad_hook(self._on_grad_ready)
         return {
             "pid": os.getpid(),
             "device": str(self.device),
@@ -325,6 +334,45 @@ class SupernetReplica:
             self._shard = torch.from_numpy(perm[self.rank * per : (self.rank + 1) * per])
         return self._shard
 
+    # Gradient reduction overlapped with backward (``shared`` sampling): every replica runs the
+    # same path through the same graph, so the gradients become ready in the same order
+    # everywhere; buckets of about _BUCKET elements are all-reduced asynchronously as they fill,
+    # while the rest of the backward pass runs. ``independent`` sampling (different paths, so
+    # different parameter sets) uses the one flat all-reduce of :meth:`_sync_grads`.
+    _BUCKET = 4096
+
+    def _on_grad_ready(self, p: torch.Tensor) -> None:
+        if not self._hooks_active:
+            return
+        self._bucket.append(p)
+        self._bucket_numel += p.numel()
+        if self._bucket_numel >= self._BUCKET:
+            self._flush_bucket()
+
+    def _flush_bucket(self) -> None:
+        import torch.distributed as dist
+
+        if not self._bucket:
+            return
+        params = self._bucket
+        flat = torch.cat([p.grad.detach().reshape(-1).float() for p in params])
+        self._pending.append((dist.all_reduce(flat, async_op=True), flat, params))
+        self._reduced.update(id(p) for p in params)
+        self._bucket, self._bucket_numel = [], 0
+
+    def _finish_overlapped(self) -> None:
+        self._hooks_active = False
+        self._flush_bucket()
+        # gradients of earlier paths of the step (fair sampling) that the last backward missed
+        self._bucket = [p for p in self._params if p.grad is not None and id(p) not in self._reduced]
+        self._flush_bucket()
+        for work, flat, params in self._pending:
+            work.wait()
+            flat.div_(self.world_size)
+            for p, view in zip(params, flat.split([p.numel() for p in params])):
+                p.grad = view.view_as(p).to(p.dtype)
+        self._pending, self._reduced = [], set()
+
     def _sync_grads(self) -> None:
         import torch.distributed as dist
 
@@ -366,8 +414,11 @@ class SupernetReplica:
         paths = int(getattr(self.mutator, "paths_per_step", 1))
         for _ in range(paths - 1):  # fair sampling: accumulate the gradients of several paths
             self._forward_backward(x, y, paths)
+        self._hooks_active = self._overlap
         out, loss = self._forward_backward(x, y, paths)
-        if self.distributed and self.world_size > 1:
+        if self._overlap:
+            self._finish_overlapped()
+        elif self.distributed and self.world_size > 1:
             self._sync_grads()
         if self.scaler is not None:
             if cfg.grad_clip is not None:
