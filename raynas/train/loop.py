@@ -6,7 +6,8 @@ Ray mode wraps one in each actor (:mod:`raynas.train.replicas`). A step is::
     mutator.reset()                       # decide the path (same on every rank when "shared")
     loss = criterion(model(x), y)         # under autocast for bf16 / fp16
     loss.backward()                       # (scaled for fp16)
-    all-reduce the gradients (average)    # one flat buffer; only when replicas > 1
+    all-reduce the gradients (average)    # only when replicas > 1: buckets during backward
+                                          # ("shared"), one flat buffer after it ("independent")
     clip, optimizer.step()                # identical gradients -> identical parameters
 
 The learning rate is a pure function of training progress (:func:`lr_at`), set before each step,
