@@ -18,7 +18,7 @@ from raynas.train.evaluate import (
 from raynas.train.logging import ProgressLine, TensorBoardLogger
 from raynas.train.loop import SupernetReplica, lr_at, parameter_digest
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
-from raynas.train.sampling import PathCosts, SposMutator, build_mutator, profile_costs
+from raynas.train.sampling import FairMutator, PathCosts, SposMutator, build_mutator, profile_costs
 from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "CheckpointExistsError",
     "ConfigError",
     "EpochMetrics",
+    "FairMutator",
     "LocalReplicas",
     "MetricsHistory",
     "PathCosts",
