@@ -23,33 +23,22 @@ import argparse
 import hashlib
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _machine import machine  # noqa: E402
+from _standalone import _train_one  # noqa: E402
+
 FACTORY = "raynas.zoo.mnist1d:build_supernet"
 DATA = "raynas.zoo.mnist1d:load_data"
-PROTOCOL = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine"}
+PROTOCOL = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine", "impl": "train_fixed"}
 
 
 def emit(**row: object) -> None:
     print(json.dumps(row), flush=True)
-
-
-def machine() -> dict:
-    import ray
-    import torch
-
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-        "loadavg": os.getloadavg() if hasattr(os, "getloadavg") else None,
-    }
 
 
 def kendall_tau(a: list[float], b: list[float]) -> float:
@@ -86,39 +75,8 @@ IDENTITY = {k: ("identity" if k.startswith("op") else []) for k in CONV7}
 
 
 def standalone(arch: dict, seed: int = 0) -> dict:
-    """Train one architecture alone (DESIGN section 5 protocol); test and val accuracy."""
-    import numpy as np
-    import torch
-
-    from raynas.nas import apply_fixed_architecture
-    from raynas.zoo.mnist1d import build_supernet, load_data
-
-    torch.set_num_threads(1)
-    torch.manual_seed(seed)
-    data = load_data()
-    x, y = data["train"].tensors
-    model = build_supernet()
-    apply_fixed_architecture(model, arch)
-    opt = torch.optim.Adam(model.parameters(), lr=PROTOCOL["lr"])
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=PROTOCOL["epochs"])
-    rng = np.random.default_rng(seed)
-    bs = PROTOCOL["batch_size"]
-    for _ in range(PROTOCOL["epochs"]):
-        model.train()
-        perm = torch.from_numpy(rng.permutation(len(x)))
-        for s in range(0, len(x), bs):
-            idx = perm[s : s + bs]
-            opt.zero_grad(set_to_none=True)
-            torch.nn.functional.cross_entropy(model(x[idx]), y[idx]).backward()
-            opt.step()
-        sched.step()
-    model.eval()
-    out = {}
-    with torch.no_grad():
-        for split in ("val", "test"):
-            xs, ys = data[split].tensors
-            out[f"{split}_accuracy"] = float((model(xs).argmax(-1) == ys).float().mean())
-    return out
+    """Train one architecture alone (DESIGN section 5 protocol, ``raynas.retrain.train_fixed``)."""
+    return _train_one(arch, 0, seed, PROTOCOL["epochs"])
 
 
 def standalone_all(archs: list[dict], *, seed: int, cache: Path) -> list[dict]:
