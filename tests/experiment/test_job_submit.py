@@ -51,7 +51,7 @@ def head(tmp_path):
         log.close()
 
 
-def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path, monkeypatch):
+def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
     storage = tmp_path / "storage"
     workdir = tmp_path / "job"
     workdir.mkdir()
@@ -66,11 +66,14 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path, monkeypatch):
          "--submission-id", "raynas-tiny", "--", "raynas", "search", "cfg.yaml", *sets],
         capture_output=True, text=True, env=env(), timeout=900,
     )
-    monkeypatch.setenv("RAY_AUTH_MODE", os.environ.get("RAY_AUTH_MODE", "token"))
-    from ray.job_submission import JobStatus, JobSubmissionClient
-
-    status = JobSubmissionClient(head).get_job_status("raynas-tiny")
-    assert status == JobStatus.SUCCEEDED, (status, submit.stdout[-3000:], submit.stderr[-3000:])
+    # the job server's own answer, asked from a fresh process (the auth mode is read at import)
+    probe = subprocess.run(
+        [sys.executable, "-c",
+         "import sys; from ray.job_submission import JobSubmissionClient as C; "
+         "print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)", head, "raynas-tiny"],
+        capture_output=True, text=True, env=env(), timeout=120,
+    )
+    assert probe.stdout.strip() == "SUCCEEDED", (probe.stdout, probe.stderr[-1000:], submit.stdout[-3000:], submit.stderr[-3000:])
     root = storage / "job"
     assert pq.read_table(root / "results" / "search.parquet").num_rows == 6
     assert pq.read_table(root / "results" / "retrain.parquet").num_rows == 2
