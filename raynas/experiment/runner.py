@@ -274,6 +274,10 @@ class Experiment:
         import pyarrow.parquet as pq
 
         s, k = self.config.search, self.config.retrain.top_k
+        if s.num_samples == 0 and self.config.supernet.algorithm in ("darts", "enas"):
+            from raynas.train import final_architecture  # a learnable mutator's own export
+
+            return [(final_architecture(self.dir.supernet), None)]
         rows = pq.read_table(self.dir.search_results).to_pylist() if self.dir.search_results.is_file() else []
         return top_architectures([r for r in rows if r["status"] == "ok"], s.metric, s.mode, k)
 

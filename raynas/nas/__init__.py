@@ -4,7 +4,10 @@ Port an NNI model by changing ``from nni.nas.pytorch.mutables import ...`` (and 
 ``from raynas.nas import ...``.
 """
 
+from raynas.nas.darts import DartsMutator
+from raynas.nas.enas import EnasMutator
 from raynas.nas.fixed import FixedArchitecture, apply_fixed_architecture, copy_supernet_weights, load_architecture
+from raynas.nas.learnable import ArchTrainer, LearnableMutator
 from raynas.nas.mutables import NO_KEY, REDUCTIONS, InputChoice, LayerChoice, Mutable, MutableScope
 from raynas.nas.mutator import (
     BaseMutator,
@@ -28,11 +31,15 @@ from raynas.nas.space import (
 __all__ = [
     "NO_KEY",
     "REDUCTIONS",
+    "ArchTrainer",
     "BaseMutator",
+    "DartsMutator",
     "DecisionError",
+    "EnasMutator",
     "FixedArchitecture",
     "InputChoice",
     "LayerChoice",
+    "LearnableMutator",
     "Mutable",
     "MutableScope",
     "MutableTreeNode",

@@ -1,5 +1,6 @@
 """Supernet training on Ray: replicas under ``mutator.reset()`` sampling, kept in step by
-gradient all-reduce; SPOS constrained sampling; atomic checkpoints, resume and recovery;
+gradient all-reduce; SPOS constrained sampling; learnable mutators (DARTS, ENAS) whose
+architecture parameters are all-reduced too; atomic checkpoints, resume and recovery;
 TensorBoard and a progress line; local mode; weight-sharing evaluation.
 
 Entry points: :func:`train_supernet` and :func:`evaluate_architecture` (or, to score many
@@ -7,7 +8,13 @@ architectures on one set of weights, :class:`WeightSharingEvaluator`).
 """
 
 from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
-from raynas.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+from raynas.train.checkpoint import (
+    CheckpointError,
+    final_architecture,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+)
 from raynas.train.config import ConfigError, SupernetConfig
 from raynas.train.evaluate import (
     WeightSharingEvaluator,
@@ -45,6 +52,7 @@ __all__ = [
     "WeightSharingEvaluator",
     "build_mutator",
     "evaluate_architecture",
+    "final_architecture",
     "latest_checkpoint",
     "load_checkpoint",
     "load_supernet_weights",

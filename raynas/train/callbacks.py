@@ -84,6 +84,10 @@ class EpochMetrics:
     counts: dict[str, list[int]]
     fallbacks: int
     paths: list[dict[str, list[float]]] = field(default_factory=list)
+    #: mean scalars of the epoch's architecture steps (``darts``/``enas``; empty otherwise).
+    arch: dict[str, float] = field(default_factory=dict)
+    #: the learnable mutator's exported architecture at the epoch's checkpoint (else ``None``).
+    architecture: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -97,6 +101,7 @@ class EpochMetrics:
             "time_s": self.time_s,
             "counts": self.counts,
             "fallbacks": self.fallbacks,
+            **({"arch": self.arch} if self.arch else {}),
         }
 
 
@@ -127,15 +132,17 @@ class Callback:
 
 class ArchitectureCheckpoint(Callback):
     """Write ``<out_dir>/architectures/epoch-NNNN.json`` each epoch: the replicas' current paths
-    and how often each candidate was sampled in the epoch (NNI's ``ArchitectureCheckpoint``)."""
+    and how often each candidate was sampled in the epoch (NNI's ``ArchitectureCheckpoint``);
+    with a learnable mutator (``darts``, ``enas``) also ``"architecture"``: its ``export()``
+    at that epoch's checkpoint."""
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
         from raynas.train.checkpoint import write_json_atomic
 
-        write_json_atomic(
-            run.out_dir / "architectures" / f"epoch-{metrics.epoch + 1:04d}.json",
-            {"epoch": metrics.epoch + 1, "paths": metrics.paths, "counts": metrics.counts},
-        )
+        data = {"epoch": metrics.epoch + 1, "paths": metrics.paths, "counts": metrics.counts}
+        if metrics.architecture is not None:
+            data["architecture"] = metrics.architecture
+        write_json_atomic(run.out_dir / "architectures" / f"epoch-{metrics.epoch + 1:04d}.json", data)
 
 
 class MetricsHistory(Callback):

@@ -7,7 +7,8 @@ A checkpoint is a ``torch.save`` dict::
      "rank_states": [{"mutator": state_dict, "torch_rng": tensor, "cuda_rng": tensor | None}, ...],
      "epoch": completed epochs, "step": global step, "replicas": R,
      "config": SupernetConfig.to_dict(), "history": [per-epoch metrics],
-     "sample_counts": {key: [count per candidate]}}
+     "sample_counts": {key: [count per candidate]},
+     "architecture": exported architecture of a learnable mutator (darts, enas) | None}
 
 Every tensor is on the CPU, so a checkpoint written on a GPU loads anywhere. ``rank_states`` has
 one entry per replica (the mutator holds its RNG), so a resumed run draws the same paths as an
@@ -35,6 +36,7 @@ __all__ = [
     "checkpoint_dir",
     "to_cpu",
     "write_json_atomic",
+    "final_architecture",
 ]
 
 FORMAT = "raynas.supernet/1"
@@ -150,3 +152,27 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
     """``<out_dir>/checkpoints/last.pt`` if it exists, else ``None``."""
     last = checkpoint_dir(out_dir) / LAST
     return last if last.is_file() else None
+
+
+def final_architecture(path: str | os.PathLike) -> dict[str, Any]:
+    """The architecture a learnable mutator (``darts``, ``enas``) exported at a checkpoint.
+
+    Args:
+        path: a checkpoint file, or a run directory (its ``checkpoints/last.pt``).
+
+    Returns:
+        The exported form (``{key: name or list of names}``), ready for retraining.
+
+    Raises:
+        FileNotFoundError: no checkpoint there.
+        CheckpointError: the run's mutator is not learnable, so it exported nothing.
+    """
+    data = load_checkpoint(path)
+    architecture = data.get("architecture")
+    if architecture is None:
+        algorithm = (data.get("config") or {}).get("algorithm")
+        raise CheckpointError(
+            f"supernet checkpoint {str(path)!r} holds no exported architecture: only a learnable "
+            f"mutator exports one (supernet.algorithm darts or enas), got algorithm {algorithm!r}"
+        )
+    return dict(architecture)

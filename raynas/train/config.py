@@ -18,16 +18,20 @@ __all__ = [
     "OPTIMIZERS",
     "LR_SCHEDULES",
     "SAMPLINGS",
-    "SAMPLERS",
+    "ALGORITHMS",
+    "DARTS_ORDERS",
     "PRECISIONS",
     "DEVICES",
     "SPOS_CONSTRAINTS",
+    "LEARNABLE_ALGORITHMS",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 SAMPLINGS = ("shared", "independent")
-SAMPLERS = ("uniform", "fair", "spos")
+ALGORITHMS = ("random", "fair", "spos", "darts", "enas")
+LEARNABLE_ALGORITHMS = ("darts", "enas")
+DARTS_ORDERS = (1, 2)
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 SPOS_CONSTRAINTS = ("params", "flops", "both")
@@ -63,9 +67,24 @@ class SupernetConfig:
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         sampling: ``shared`` (every replica trains the same path each step) or ``independent``
             (each replica its own path); both deterministic given ``seed``.
-        sampler: ``uniform`` (``RandomMutator``, one path per step), ``fair`` (FairNAS strict
-            fairness: each step accumulates the gradients of as many paths as the largest
-            LayerChoice has candidates, every candidate once) or ``spos`` (constrained to cost bins).
+        algorithm: how paths are decided. ``random`` (``RandomMutator``, one uniform path per
+            step), ``fair`` (FairNAS strict fairness: each step accumulates the gradients of as
+            many paths as the largest LayerChoice has candidates, every candidate once), ``spos``
+            (uniform paths constrained to cost bins), ``darts`` (``DartsMutator``: softmax-weighted
+            candidates, architecture parameters trained by Adam) or ``enas`` (``EnasMutator``: an
+            LSTM controller trained by REINFORCE). ``darts`` and ``enas`` split the training data
+            into two seeded halves: the weights train on one, the architecture on the other;
+            each step is an architecture step then a weight step.
+        arch_lr: Adam learning rate of the architecture parameters (``darts``) or of the
+            controller (``enas``).
+        arch_weight_decay: their L2 weight decay.
+        arch_warmup_epochs: epochs of weight steps only before architecture steps start
+            (``darts``, ``enas``; fractions allowed).
+        darts_order: 1 (first-order DARTS) or 2 (unrolled, second order).
+        enas_entropy_weight: weight of the sample's entropy added to the ENAS reward.
+        enas_baseline_decay: decay of ENAS' moving-average reward baseline.
+        enas_lstm_size: hidden size of the ENAS controller's LSTM.
+        enas_tanh_constant: ENAS logits are ``c * tanh(logits)`` (bounds the policy's confidence).
         spos_bins: number of cost bins between the lower and the upper bound.
         spos_constraint: ``params``, ``flops`` or ``both``: which path cost the bins constrain.
         spos_lower: lower bound of the bins as a fraction of the way from the cheapest to the
@@ -103,7 +122,15 @@ class SupernetConfig:
     warmup_epochs: float = 0.0
     grad_clip: float | None = 5.0
     sampling: str = "shared"
-    sampler: str = "uniform"
+    algorithm: str = "random"
+    arch_lr: float = 3e-3
+    arch_weight_decay: float = 1e-3
+    arch_warmup_epochs: float = 0.0
+    darts_order: int = 1
+    enas_entropy_weight: float = 1e-4
+    enas_baseline_decay: float = 0.95
+    enas_lstm_size: int = 64
+    enas_tanh_constant: float = 1.5
     spos_bins: int = 4
     spos_constraint: str = "params"
     spos_lower: float = 0.0
@@ -140,7 +167,18 @@ class SupernetConfig:
         if self.grad_clip is not None:
             self._check_number("grad_clip", minimum=0.0, strict=True)
         self._check_choice("sampling", SAMPLINGS)
-        self._check_choice("sampler", SAMPLERS)
+        self._check_choice("algorithm", ALGORITHMS)
+        self._check_number("arch_lr", minimum=0.0, strict=True)
+        self._check_number("arch_weight_decay", minimum=0.0)
+        self._check_number("arch_warmup_epochs", minimum=0.0)
+        if not _is_int(self.darts_order) or self.darts_order not in DARTS_ORDERS:
+            raise ConfigError(f"supernet.darts_order must be one of 1, 2, got {self.darts_order!r}")
+        self._check_number("enas_entropy_weight", minimum=0.0)
+        self._check_number("enas_baseline_decay", minimum=0.0)
+        if self.enas_baseline_decay > 1.0:
+            raise ConfigError(f"supernet.enas_baseline_decay must be <= 1.0, got {self.enas_baseline_decay!r}")
+        self._check_int("enas_lstm_size", minimum=1)
+        self._check_number("enas_tanh_constant", minimum=0.0, strict=True)
         self._check_int("spos_bins", minimum=1)
         self._check_choice("spos_constraint", SPOS_CONSTRAINTS)
         self._check_number("spos_lower", minimum=0.0)

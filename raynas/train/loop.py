@@ -10,6 +10,16 @@ Ray mode wraps one in each actor (:mod:`raynas.train.replicas`). A step is::
                                           # ("shared"), one flat buffer after it ("independent")
     clip, optimizer.step()                # identical gradients -> identical parameters
 
+With a learnable mutator (:class:`~raynas.nas.LearnableMutator`: ``darts``, ``enas``) the
+training split is first cut into two seeded halves; a step takes a batch of each::
+
+    mutator.arch_step(arch batch, reduce=all-reduce mean)   # the mutator's parameters' gradients
+                                                            # (and ENAS' reward) are averaged
+                                                            # across replicas before its optimizer
+                                                            # steps: they stay bit-identical
+    with torch.no_grad(): mutator.reset()                   # then the weight step as above,
+    ...                                                     # on the weight half
+
 The learning rate is a pure function of training progress (:func:`lr_at`), set before each step,
 so resuming from a checkpoint continues the schedule exactly.
 
@@ -35,6 +45,7 @@ import torch
 from torch import nn
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
+from raynas.nas.learnable import LearnableMutator, split_halves
 from raynas.nas.mutator import Mutator
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
@@ -222,6 +233,8 @@ class SupernetReplica:
         self.optimizer: torch.optim.Optimizer | None = None
         self.scaler: Any = None
         self.distributed = False
+        self.learnable = False
+        self.last_arch: dict[str, float] = {}
 
     # -- setup ----------------------------------------------------------------------------
 
@@ -258,9 +271,16 @@ class SupernetReplica:
             raise TypeError(f"the model factory must return an nn.Module, got {type(model).__name__}")
         self.model = model.to(self.device).train()
         self.train_data = _Batches(splits["train"], self.device)
-        self.steps_per_epoch = steps_per_epoch(len(self.train_data), cfg, self.world_size)
         example = self.train_data.take(torch.arange(min(2, len(self.train_data))))[0]
         self.mutator = self.mutator_factory(self.model, config=cfg, rank=self.rank, example=example)
+        self.learnable = isinstance(self.mutator, LearnableMutator)
+        if self.learnable:  # weights train on one half, the architecture on the other
+            weight_half, arch_half = split_halves(len(self.train_data), cfg.seed)
+            self._halves: tuple[np.ndarray, np.ndarray] | None = (weight_half, arch_half)
+            self.steps_per_epoch = steps_per_epoch(len(weight_half), cfg, self.world_size)
+        else:
+            self._halves = None
+            self.steps_per_epoch = steps_per_epoch(len(self.train_data), cfg, self.world_size)
         self.optimizer = build_optimizer(self.model.parameters(), cfg)
         if cfg.precision == "fp16":
             self.scaler = torch.amp.GradScaler("cuda")
@@ -271,6 +291,7 @@ class SupernetReplica:
         self.pos = 0
         self.step = 0
         self._shard: torch.Tensor | None = None
+        self._arch_shard: torch.Tensor | None = None
         self._reset_counts()
         torch.manual_seed(int(np.random.SeedSequence([cfg.seed, 0x70C4, self.rank]).generate_state(1)[0]))
         if checkpoint is not None:
@@ -303,8 +324,9 @@ class SupernetReplica:
             self.scaler.load_state_dict(checkpoint["scaler"])
         states = checkpoint["rank_states"]
         own = states[self.rank] if self.rank < len(states) else None
-        if own is None and self.config.sampling == "shared" and states:
-            own = {"mutator": states[0]["mutator"]}  # continue the one shared path stream
+        if own is None and (self.config.sampling == "shared" or self.learnable) and states:
+            # continue the one shared path stream / the architecture parameters every rank shares
+            own = {"mutator": states[0]["mutator"]}
         if own is not None:
             self.mutator.load_state_dict(own["mutator"])
             if own.get("torch_rng") is not None:
@@ -319,7 +341,9 @@ class SupernetReplica:
         import torch.distributed as dist
 
         with torch.no_grad():
-            for t in list(self.model.parameters()) + list(self.model.buffers()):
+            tensors = list(self.model.parameters()) + list(self.model.buffers())
+            tensors += list(self.mutator.parameters()) + list(self.mutator.buffers())
+            for t in tensors:
                 dist.broadcast(t.data, src=0)
 
     # -- training -------------------------------------------------------------------------
@@ -329,11 +353,39 @@ class SupernetReplica:
 
     def _shard_indices(self) -> torch.Tensor:
         if self._shard is None:
-            n = len(self.train_data)
-            perm = np.random.default_rng([self.config.seed, 0xDA7A, self.epoch]).permutation(n)
-            per = n // self.world_size
+            rng = np.random.default_rng([self.config.seed, 0xDA7A, self.epoch])
+            if self._halves is None:
+                perm = rng.permutation(len(self.train_data))
+            else:
+                perm = rng.permutation(self._halves[0])
+                arch = rng.permutation(self._halves[1])
+                per = len(arch) // self.world_size
+                self._arch_shard = torch.from_numpy(arch[self.rank * per : (self.rank + 1) * per])
+            per = len(perm) // self.world_size
             self._shard = torch.from_numpy(perm[self.rank * per : (self.rank + 1) * per])
         return self._shard
+
+    def _reduce_mean(self, tensors: list[torch.Tensor]) -> None:
+        """Average ``tensors`` in place across the replicas (one flat all-reduce)."""
+        import torch.distributed as dist
+
+        if not tensors:
+            return
+        flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
+        dist.all_reduce(flat)
+        flat.div_(self.world_size)
+        with torch.no_grad():
+            for t, view in zip(tensors, flat.split([t.numel() for t in tensors])):
+                t.copy_(view.view_as(t).to(t.dtype))
+
+    def _arch_step(self, x: torch.Tensor, y: torch.Tensor, arch_batch: tuple[torch.Tensor, torch.Tensor], lr: float) -> dict[str, float]:
+        cfg = self.config
+        if self.epoch + self.pos / self.steps_per_epoch < cfg.arch_warmup_epochs:
+            return {}
+        reduce = self._reduce_mean if self.distributed and self.world_size > 1 else None
+        return self.mutator.arch_step(
+            arch_batch, train_batch=(x, y), criterion=self.criterion, reduce=reduce, lr=lr, weight_decay=cfg.weight_decay
+        )
 
     # Gradient reduction overlapped with backward (``shared`` sampling): every replica runs the
     # same path through the same graph, so the gradients become ready in the same order
@@ -392,7 +444,10 @@ class SupernetReplica:
             p.grad = view.view_as(p).to(p.dtype) if hit > 0 else None
 
     def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, paths: int) -> tuple[torch.Tensor, torch.Tensor]:
-        self.mutator.reset()
+        if self.learnable:
+            self.mutator.weight_reset()  # no gradient to the architecture in a weight step
+        else:
+            self.mutator.reset()
         for key, (_mask, chosen, _w) in self.mutator._plans.items():
             self._counts[key][list(chosen)] += 1
         with autocast(self.device, self.config.precision):
@@ -405,12 +460,22 @@ class SupernetReplica:
             scaled.backward()
         return out, loss
 
-    def train_step(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """One step on a batch; returns ``(loss, correct)`` as detached tensors."""
+    def train_step(
+        self, x: torch.Tensor, y: torch.Tensor, arch_batch: tuple[torch.Tensor, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step on a batch; returns ``(loss, correct)`` as detached tensors.
+
+        With a learnable mutator and ``arch_batch`` (a batch of the architecture half), the
+        step starts with the mutator's architecture step (after ``arch_warmup_epochs``); its
+        report is kept in ``self.last_arch``.
+        """
         cfg = self.config
         lr = lr_at(cfg, self.epoch + self.pos / self.steps_per_epoch)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
+        self.last_arch: dict[str, float] = {}
+        if self.learnable and arch_batch is not None:
+            self.last_arch = self._arch_step(x, y, arch_batch, lr)
         self.optimizer.zero_grad(set_to_none=True)
         paths = int(getattr(self.mutator, "paths_per_step", 1))
         for _ in range(paths - 1):  # fair sampling: accumulate the gradients of several paths
@@ -440,9 +505,11 @@ class SupernetReplica:
 
         Returns:
             ``{"rank", "epoch", "pos", "step", "steps", "samples", "loss", "accuracy", "lr",
-            "time_s", "counts", "trace"}``; ``counts`` holds, per key, how often each candidate
-            was on the path since the last report; ``trace`` (when tracing) one
-            ``{"step", "digest", "path"}`` per step.
+            "time_s", "counts", "trace", "arch"}``; ``counts`` holds, per key, how often each
+            candidate was on the path since the last report; ``trace`` (when tracing) one
+            ``{"step", "digest", "path"}`` per step (with a learnable mutator also
+            ``"arch_digest"``, the digest of its parameters); ``arch`` the mean of the
+            architecture steps' scalars (empty without a learnable mutator).
 
         Raises:
             RuntimeError: fewer than ``n_steps`` steps are left in the epoch.
@@ -458,10 +525,18 @@ class SupernetReplica:
         correct = torch.zeros((), device=self.device, dtype=torch.long)
         samples = 0
         trace = []
+        arch_sums: dict[str, float] = {}
+        arch_steps = 0
         lr = self.optimizer.param_groups[0]["lr"]
         for _ in range(n_steps):
-            x, y = self.train_data.take(shard[self.pos * bs : (self.pos + 1) * bs])
-            loss, hit = self.train_step(x, y)
+            part = slice(self.pos * bs, (self.pos + 1) * bs)
+            x, y = self.train_data.take(shard[part])
+            arch_batch = self.train_data.take(self._arch_shard[part]) if self.learnable else None
+            loss, hit = self.train_step(x, y, arch_batch)
+            if self.last_arch:
+                arch_steps += 1
+                for k, v in self.last_arch.items():
+                    arch_sums[k] = arch_sums.get(k, 0.0) + v
             lr = self.optimizer.param_groups[0]["lr"]
             loss_sum += loss.float()
             correct += hit
@@ -469,7 +544,10 @@ class SupernetReplica:
             self.pos += 1
             self.step += 1
             if self.trace:
-                trace.append({"step": self.step, "digest": parameter_digest(self.model), "path": self.mutator.status()})
+                entry = {"step": self.step, "digest": parameter_digest(self.model), "path": self.mutator.status()}
+                if self.learnable:
+                    entry["arch_digest"] = parameter_digest(self.mutator)
+                trace.append(entry)
         counts = {k: v.tolist() for k, v in self._counts.items()}
         self._reset_counts()
         return {
@@ -486,6 +564,7 @@ class SupernetReplica:
             "counts": counts,
             "fallbacks": int(getattr(self.mutator, "fallbacks", 0)),
             "trace": trace,
+            "arch": {k: v / arch_steps for k, v in arch_sums.items()},
         }
 
     def end_epoch(self) -> None:
@@ -503,6 +582,7 @@ class SupernetReplica:
         self.epoch += 1
         self.pos = 0
         self._shard = None
+        self._arch_shard = None
 
     def rank_state(self) -> dict[str, Any]:
         """This rank's mutator and RNG states (one entry of a checkpoint's ``rank_states``)."""
@@ -515,8 +595,11 @@ class SupernetReplica:
         )
 
     def state(self, *, full: bool) -> dict[str, Any]:
-        """``{"rank_state"}``, plus model / optimizer / scaler / epoch / step when ``full``."""
+        """``{"rank_state"}``, plus model / optimizer / scaler / epoch / step when ``full``;
+        with a learnable mutator also ``"architecture"``, its exported architecture now."""
         out: dict[str, Any] = {"rank_state": self.rank_state()}
+        if self.learnable:
+            out["architecture"] = self.mutator.export()
         if full:
             out.update(
                 to_cpu(

@@ -354,19 +354,42 @@ def mutator_seed(config: SupernetConfig, rank: int) -> int:
 
 
 def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, example: torch.Tensor) -> Mutator:
-    """The training mutator a config asks for (``uniform``, ``fair`` or ``spos``), seeded for ``rank``.
+    """The training mutator a config asks for (``config.algorithm``), seeded for ``rank``.
+
+    ``darts`` and ``enas`` build a :class:`~raynas.nas.DartsMutator` / :class:`~raynas.nas.EnasMutator`
+    from the ``arch_*``, ``darts_*`` and ``enas_*`` settings; their parameters are initialised
+    the same on every rank (and broadcast from rank 0 by the replicas).
 
     Args:
         model: the replica's model.
-        config: the supernet settings (``sampler``, ``sampling``, ``seed``, ``spos_*``).
+        config: the supernet settings (``algorithm``, ``sampling``, ``seed``, ``spos_*``, ...).
         rank: the replica's rank.
         example: one input batch (SPOS profiles the candidates' costs on it).
     """
     seed = mutator_seed(config, rank)
-    if config.sampler == "uniform":
+    if config.algorithm == "random":
         return RandomMutator(model, seed=seed)
-    if config.sampler == "fair":
+    if config.algorithm == "fair":
         return FairMutator(model, seed=seed)
+    if config.algorithm == "darts":
+        from raynas.nas.darts import DartsMutator
+
+        return DartsMutator(
+            model, lr=config.arch_lr, weight_decay=config.arch_weight_decay, order=config.darts_order, seed=seed
+        )
+    if config.algorithm == "enas":
+        from raynas.nas.enas import EnasMutator
+
+        return EnasMutator(
+            model,
+            lr=config.arch_lr,
+            weight_decay=config.arch_weight_decay,
+            entropy_weight=config.enas_entropy_weight,
+            baseline_decay=config.enas_baseline_decay,
+            lstm_size=config.enas_lstm_size,
+            tanh_constant=config.enas_tanh_constant,
+            seed=seed,
+        )
     probe = RandomMutator(model, seed=0)
     costs = profile_costs(probe, example)
     probe.detach()

@@ -113,7 +113,7 @@ def train_supernet(
             (refused when ``out_dir`` already holds a checkpoint).
         callbacks: extra :class:`Callback` objects (after the built-in ones).
         mutator_factory: ``f(model, *, config, rank, example) -> Mutator`` to train under a
-            custom mutator (default: ``config.sampler``).
+            custom mutator (default: ``config.algorithm``).
         criterion: the loss ``f(logits, target)`` (default cross-entropy).
         trace: record every step's parameter digest and path on every replica.
 
@@ -238,6 +238,8 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
         loss_sum = acc_sum = 0.0
         samples_total = 0
         counts: dict[str, np.ndarray] = {}
+        arch_sums: dict[str, float] = {}
+        arch_reports = 0
         fallbacks = 0
         lr = 0.0
         while pos < spe:
@@ -256,6 +258,10 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
             samples_total += samples
             fallbacks = sum(r["fallbacks"] for r in reports)
             for r in reports:
+                if r.get("arch"):
+                    arch_reports += 1
+                    for key, v in r["arch"].items():
+                        arch_sums[key] = arch_sums.get(key, 0.0) + v
                 for key, c in r["counts"].items():
                     counts[key] = counts.get(key, 0) + np.asarray(c, dtype=np.int64)
                 if r["trace"]:
@@ -287,20 +293,23 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
             time_s=elapsed,
             counts={k: v.tolist() for k, v in counts.items()},
             fallbacks=fallbacks,
+            arch={k: v / arch_reports for k, v in arch_sums.items()},
         )
         state.history.append(metrics.to_dict())
         paths: list[dict[str, list[float]]] = []
+        architecture = None
         if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
-            paths = _save(group, run, cbs, state, totals, world=world)
-        metrics = EpochMetrics(**{**metrics.__dict__, "paths": paths})
+            paths, architecture = _save(group, run, cbs, state, totals, world=world)
+        metrics = EpochMetrics(**{**metrics.__dict__, "paths": paths, "architecture": architecture})
         for cb in cbs:
             cb.on_epoch_end(run, metrics)
 
 
 def _save(
     group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, totals: Mapping[str, Any], *, world: int
-) -> list[dict[str, list[float]]]:
+) -> tuple[list[dict[str, list[float]]], dict[str, Any] | None]:
     states = group.state()
+    architecture = states[0].get("architecture")
     payload = {
         "model": states[0]["model"],
         "optimizer": states[0]["optimizer"],
@@ -313,9 +322,10 @@ def _save(
         "config": run.config.to_dict(),
         "history": list(state.history),
         "sample_counts": {k: np.asarray(v).tolist() for k, v in totals.items()},
+        "architecture": architecture,
     }
     path = save_checkpoint(payload, run.out_dir, keep=run.config.keep_checkpoints)
     state.last_written = path
     for cb in cbs:
         cb.on_checkpoint(run, path, state.epoch)
-    return [s["path"] for s in states]
+    return [s["path"] for s in states], architecture

@@ -53,12 +53,12 @@ def test_errors(tmp_path):
 
 
 def test_checkpoint_contents_and_resume_rules(tmp_path, small_data):
-    config = small_config(epochs=1, sampler="spos")
+    config = small_config(epochs=1, algorithm="spos")
     train_supernet(FACTORY, small_data, config, out_dir=tmp_path, local=True)
     data = load_checkpoint(tmp_path)
     assert {"model", "optimizer", "scaler", "rank_states", "epoch", "step", "config", "history"} <= set(data)
     assert data["epoch"] == 1 and data["step"] == 20 and data["replicas"] == 1
-    assert data["config"]["sampler"] == "spos"
+    assert data["config"]["algorithm"] == "spos"
     rank = data["rank_states"][0]
     assert "_extra_state" in rank["mutator"] and "rng" in rank["mutator"]["_extra_state"]
     assert isinstance(rank["torch_rng"], torch.Tensor)

@@ -30,7 +30,7 @@ def test_frozen_and_keyword_only():
     [
         ("optimizer", "rmsprop", ["supernet.optimizer", "'rmsprop'", "sgd, adam"]),
         ("sampling", "mixed", ["supernet.sampling", "shared, independent"]),
-        ("sampler", "darts", ["supernet.sampler", "uniform, fair, spos"]),
+        ("algorithm", "dart", ["supernet.algorithm", "random, fair, spos, darts, enas"]),
         ("precision", "fp8", ["supernet.precision", "fp32, bf16, fp16"]),
         ("replicas", 0, ["supernet.replicas", ">= 1", "0"]),
         ("replicas", 1.5, ["supernet.replicas", "integer", "1.5"]),
@@ -40,6 +40,13 @@ def test_frozen_and_keyword_only():
         ("device", "tpu", ["supernet.device", "auto, cpu, cuda"]),
         ("spos_lower", 0.8, ["spos_lower", "spos_upper"]),
         ("batch_size", True, ["supernet.batch_size", "integer"]),
+        ("arch_lr", 0.0, ["supernet.arch_lr", "> 0"]),
+        ("arch_weight_decay", -1.0, ["supernet.arch_weight_decay", ">= 0"]),
+        ("darts_order", 3, ["supernet.darts_order", "1, 2", "3"]),
+        ("darts_order", 1.0, ["supernet.darts_order", "1.0"]),
+        ("enas_baseline_decay", 1.5, ["supernet.enas_baseline_decay", "<= 1.0"]),
+        ("enas_lstm_size", 0, ["supernet.enas_lstm_size", ">= 1"]),
+        ("enas_tanh_constant", 0, ["supernet.enas_tanh_constant", "> 0"]),
     ],
 )
 def test_bad_values_name_key_value_and_rule(key, value, words):

@@ -20,13 +20,13 @@ def _equal_states(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("sampling", "sampler"), [("shared", "uniform"), ("independent", "uniform"), ("shared", "fair")]
+    ("sampling", "algorithm"), [("shared", "random"), ("independent", "random"), ("shared", "fair")]
 )
-def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, sampler):
+def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorithm):
     """20 steps with 2 replicas: identical parameters after every step; shared mode trains the
     same path on both replicas (its gradients are reduced bucket by bucket during backward),
     independent mode different ones (one flat all-reduce after backward)."""
-    config = small_config(sampling=sampling, sampler=sampler, epochs=2)
+    config = small_config(sampling=sampling, algorithm=algorithm, epochs=2)
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
     rank0, rank1 = result.trace
     assert [t["step"] for t in rank0] == [t["step"] for t in rank1] == list(range(1, 21))

@@ -131,7 +131,7 @@ def test_build_mutator_seeds_shared_and_independent_streams():
 
     assert paths(shared, 0) == paths(shared, 1)
     assert paths(independent, 0) != paths(independent, 1)
-    spos = build_mutator(build_supernet(), config=SupernetConfig(sampler="spos"), rank=0, example=EXAMPLE)
+    spos = build_mutator(build_supernet(), config=SupernetConfig(algorithm="spos"), rank=0, example=EXAMPLE)
     assert isinstance(spos, SposMutator)
 
 
@@ -151,7 +151,7 @@ def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
     other.load_state_dict(mutator.state_dict())
     assert [str(other.sample_search()) for _ in range(8)] == [str(mutator.sample_search()) for _ in range(8)]
 
-    replica = SupernetReplica(factory=FACTORY, data=small_data, config=small_config(replicas=1, sampler="fair"))
+    replica = SupernetReplica(factory=FACTORY, data=small_data, config=small_config(replicas=1, algorithm="fair"))
     replica.setup()
     report = replica.run(2)
     assert report["counts"]["op2"] == [2] * 6  # every candidate trained at each of the 2 steps
