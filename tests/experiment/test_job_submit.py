@@ -61,19 +61,31 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
     sets = []
     for item in TINY:
         sets += ["--set", item]
-    submit = subprocess.run(
-        [str(BIN / "ray"), "job", "submit", "--address", head, "--working-dir", str(workdir),
-         "--submission-id", "raynas-tiny", "--", "raynas", "search", "cfg.yaml", *sets],
-        capture_output=True, text=True, env=env(), timeout=900,
-    )
-    # the job server's own answer, asked from a fresh process (the auth mode is read at import)
-    probe = subprocess.run(
-        [sys.executable, "-c",
-         "import sys; from ray.job_submission import JobSubmissionClient as C; "
-         "print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)", head, "raynas-tiny"],
-        capture_output=True, text=True, env=env(), timeout=120,
-    )
-    assert probe.stdout.strip() == "SUCCEEDED", (probe.stdout, probe.stderr[-1000:], submit.stdout[-3000:], submit.stderr[-3000:])
+    submit_cmd = [str(BIN / "ray"), "job", "submit", "--no-wait", "--address", head, "--working-dir", str(workdir),
+                  "--submission-id", "raynas-tiny", "--", "raynas", "search", "cfg.yaml", *sets]
+    submitted: list = []
+
+    def submit() -> bool:  # the job agent may come up a little after the job server answers
+        result = subprocess.run(submit_cmd, capture_output=True, text=True, env=env(), timeout=120)
+        submitted.append(result)
+        return result.returncode == 0
+
+    wait_for(submit, 120, "the job to be accepted")
+
+    def status() -> str:
+        probe = subprocess.run(
+            [sys.executable, "-c",
+             "import sys; from ray.job_submission import JobSubmissionClient as C; "
+             "print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)", head, "raynas-tiny"],
+            capture_output=True, text=True, env=env(), timeout=120,
+        )
+        return probe.stdout.strip()
+
+    final: list = []
+    wait_for(lambda: final.append(status()) or final[-1] in ("SUCCEEDED", "FAILED", "STOPPED"), 900, "the job to end")
+    logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", head, "raynas-tiny"],
+                          capture_output=True, text=True, env=env())
+    assert final[-1] == "SUCCEEDED", logs.stdout[-3000:]
     root = storage / "job"
     assert pq.read_table(root / "results" / "search.parquet").num_rows == 6
     assert pq.read_table(root / "results" / "retrain.parquet").num_rows == 2
