@@ -182,7 +182,7 @@ class SearchSection(_Section):
     _name = "search"
     searcher: str = field(default="searchers:RegularizedEvolutionTuner", metadata=_rule("str", factory=True))
     searcher_kwargs: dict = field(default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=_rule("dict"))
-    num_samples: int = field(default=100, metadata=_rule("int", min=0))
+    num_samples: int = field(default=200, metadata=_rule("int", min=0))
     max_concurrent: int = field(default=2, metadata=_rule("int", min=1))
     metric: str = field(default="val_accuracy", metadata=_rule("choice", valid=METRICS))
     mode: str = field(default="max", metadata=_rule("choice", valid=MODES))
@@ -213,7 +213,7 @@ class RetrainSection(_Section):
     """
 
     _name = "retrain"
-    top_k: int = field(default=3, metadata=_rule("int", min=0))
+    top_k: int = field(default=5, metadata=_rule("int", min=0))
     epochs: int = field(default=30, metadata=_rule("int", min=1))
     optimizer: str = field(default="adam", metadata=_rule("choice", valid=RETRAIN_OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=_rule("number", min=0.0, strict=True))
