@@ -24,6 +24,7 @@ __all__ = [
     "DEVICES",
     "SPOS_CONSTRAINTS",
     "LEARNABLE_ALGORITHMS",
+    "DEFAULT_EPOCHS",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -31,6 +32,8 @@ LR_SCHEDULES = ("cosine", "constant")
 SAMPLINGS = ("shared", "independent")
 ALGORITHMS = ("random", "fair", "spos", "darts", "enas")
 LEARNABLE_ALGORITHMS = ("darts", "enas")
+#: supernet epochs per algorithm when ``supernet.epochs`` is null
+DEFAULT_EPOCHS = {"random": 100, "fair": 100, "spos": 100, "darts": 20, "enas": 100}
 DARTS_ORDERS = (1, 2)
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -55,7 +58,10 @@ class SupernetConfig:
 
     Attributes:
         replicas: number of replicas (Ray actors) training data-parallel; local mode uses 1.
-        epochs: passes over the training split.
+        epochs: passes over the training split (over its weight half for ``darts``/``enas``);
+            ``None``: the algorithm's default, ``DEFAULT_EPOCHS`` (100; ``darts``: 20, because
+            DARTS' architecture weights drift toward parameter-free operations when the weights
+            train on for long; see :attr:`total_epochs`).
         batch_size: samples per step *per replica* (the global batch is ``replicas * batch_size``).
         optimizer: ``sgd`` or ``adam``.
         lr: peak learning rate.
@@ -111,7 +117,7 @@ class SupernetConfig:
     """
 
     replicas: int = 2
-    epochs: int = 100
+    epochs: int | None = None
     batch_size: int = 64
     optimizer: str = "adam"
     lr: float = 0.01
@@ -153,7 +159,8 @@ class SupernetConfig:
 
     def __post_init__(self) -> None:
         self._check_int("replicas", minimum=1)
-        self._check_int("epochs", minimum=0)
+        if self.epochs is not None:
+            self._check_int("epochs", minimum=0)
         self._check_int("batch_size", minimum=1)
         self._check_choice("optimizer", OPTIMIZERS)
         self._check_number("lr", minimum=0.0, strict=True)
@@ -203,6 +210,11 @@ class SupernetConfig:
         self._check_bool("progress")
         self._check_bool("tensorboard")
         self._check_number("dist_timeout_s", minimum=0.0, strict=True)
+
+    @property
+    def total_epochs(self) -> int:
+        """``epochs``, or the algorithm's default (``DEFAULT_EPOCHS``) when it is ``None``."""
+        return DEFAULT_EPOCHS[self.algorithm] if self.epochs is None else self.epochs
 
     # -- checks ---------------------------------------------------------------------------
 

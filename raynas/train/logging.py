@@ -116,7 +116,7 @@ class ProgressLine(Callback):
             return
         cfg = run.config
         line = (
-            f"\rsupernet epoch {progress.epoch + 1}/{cfg.epochs} "
+            f"\rsupernet epoch {progress.epoch + 1}/{cfg.total_epochs} "
             f"[{self._bar(progress.pos, progress.steps_per_epoch)}] step {progress.step} "
             f"loss {progress.loss:.4f} acc {progress.accuracy:.3f} {progress.samples_per_s:,.0f} samples/s"
         )
@@ -126,7 +126,7 @@ class ProgressLine(Callback):
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
         prefix = "\r\x1b[K" if self._tty() else ""
         self._out.write(
-            f"{prefix}supernet epoch {metrics.epoch + 1}/{run.config.epochs} step {metrics.step} "
+            f"{prefix}supernet epoch {metrics.epoch + 1}/{run.config.total_epochs} step {metrics.step} "
             f"loss {metrics.loss:.4f} acc {metrics.accuracy:.3f} {metrics.samples_per_s:,.0f} samples/s "
             f"({time.perf_counter() - self._start:.1f}s)\n"
         )

@@ -125,9 +125,9 @@ def lr_at(config: SupernetConfig, epoch_progress: float) -> float:
     warm = config.warmup_epochs
     if warm > 0 and epoch_progress < warm:
         return config.lr * (epoch_progress + 1e-8) / warm
-    if config.lr_schedule == "constant" or config.epochs <= warm:
+    if config.lr_schedule == "constant" or config.total_epochs <= warm:
         return config.lr
-    t = min(max((epoch_progress - warm) / (config.epochs - warm), 0.0), 1.0)
+    t = min(max((epoch_progress - warm) / (config.total_epochs - warm), 0.0), 1.0)
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * t))
 
 

@@ -229,9 +229,9 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
         k: np.asarray(v, dtype=np.int64) for k, v in ((ckpt or {}).get("sample_counts") or {}).items()
     }
     spe = run.steps_per_epoch
-    if state.epoch >= cfg.epochs and state.last_written is None:
+    if state.epoch >= cfg.total_epochs and state.last_written is None:
         _save(group, run, cbs, state, totals, world=world)  # nothing to train: keep the loaded state
-    while state.epoch < cfg.epochs:
+    while state.epoch < cfg.total_epochs:
         epoch = state.epoch
         epoch_start = time.perf_counter()
         pos = 0
@@ -298,7 +298,7 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
         state.history.append(metrics.to_dict())
         paths: list[dict[str, list[float]]] = []
         architecture = None
-        if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.epochs:
+        if state.epoch % cfg.checkpoint_every == 0 or state.epoch == cfg.total_epochs:
             paths, architecture = _save(group, run, cbs, state, totals, world=world)
         metrics = EpochMetrics(**{**metrics.__dict__, "paths": paths, "architecture": architecture})
         for cb in cbs:

@@ -77,3 +77,11 @@ def test_replace_checks_like_a_fresh_config():
         config.replace(epochs=-1)
     with pytest.raises(ConfigError, match="unknown supernet setting 'nope'"):
         config.replace(nope=1)
+
+
+def test_epochs_default_per_algorithm_unless_set():
+    assert SupernetConfig().epochs is None and SupernetConfig().total_epochs == 100
+    assert SupernetConfig(algorithm="darts").total_epochs == 20
+    assert SupernetConfig(algorithm="enas").total_epochs == 100
+    assert SupernetConfig(algorithm="darts", epochs=7).total_epochs == 7
+    assert SupernetConfig.from_dict(SupernetConfig(algorithm="darts").to_dict()).total_epochs == 20
