@@ -4,10 +4,15 @@ from __future__ import annotations
 
 import os
 import platform
+from importlib import metadata
 
 
 def machine() -> dict:
-    """Platform, cores, Python/torch/ray versions, and the 1-minute load average."""
+    """Platform, cores, Python/torch/ray/numpy versions and the 1-minute load average.
+
+    Versions come from package metadata, so nothing heavy is imported (a torch-free benchmark
+    stays torch-free).
+    """
     info = {
         "machine": platform.platform(),
         "processor": platform.machine(),
@@ -17,7 +22,7 @@ def machine() -> dict:
     }
     for name in ("torch", "ray", "numpy"):
         try:
-            info[name] = __import__(name).__version__
-        except ImportError:
+            info[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
             pass
     return info

@@ -20,38 +20,22 @@ import argparse
 import contextlib
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
-from importlib import metadata
 
-from searchers import EvolutionTuner, RandomTuner, RegularizedEvolutionTuner
-from searchers.testing import best_found, mnist1d_search_space, synthetic_objective
+sys.path.insert(0, os.path.dirname(__file__))
+from _machine import machine  # noqa: E402
+
+from searchers import EvolutionTuner, RandomTuner, RegularizedEvolutionTuner  # noqa: E402
+from searchers.testing import best_found, mnist1d_search_space, synthetic_objective  # noqa: E402
 
 TUNERS = {
     "RandomTuner": lambda seed: RandomTuner(seed=seed),
     "EvolutionTuner": lambda seed: EvolutionTuner(optimize_mode="maximize", seed=seed),
     "RegularizedEvolutionTuner": lambda seed: RegularizedEvolutionTuner(optimize_mode="maximize", seed=seed),
 }
-
-
-def machine() -> dict:
-    """Platform, cores and versions (read from package metadata: nothing heavy is imported)."""
-    info = {
-        "machine": platform.platform(),
-        "processor": platform.machine(),
-        "cpus": os.cpu_count(),
-        "python": platform.python_version(),
-        "loadavg_1m": round(os.getloadavg()[0], 2),
-    }
-    for name in ("numpy", "ray"):
-        try:
-            info[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return info
 
 
 def emit(obj: dict) -> None:

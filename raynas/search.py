@@ -10,7 +10,6 @@ one trial to the next.
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import os
 import time
@@ -120,14 +119,6 @@ def _search_trial(config: dict, *, weights: Any, setup: SearchSetup) -> None:
     tune.report(score(evaluator, config, setup.space))
 
 
-def _accepts(obj: Any, name: str) -> bool:
-    try:
-        params = inspect.signature(obj).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
 def build_searcher(
     path: str,
     *,
@@ -145,10 +136,8 @@ def build_searcher(
     from searchers.tune import load_searcher
 
     kwargs = dict(kwargs)
-    cls = load_factory(path)
-    if "seed" not in kwargs and _accepts(cls, "seed"):
-        kwargs["seed"] = seed
-    searcher = load_searcher(path, search_space=space, metric=metric, mode=mode, **kwargs)
+    seed = kwargs.pop("seed", seed)  # search.searcher_kwargs.seed wins over the experiment's
+    searcher = load_searcher(path, search_space=space, metric=metric, mode=mode, seed=seed, **kwargs)
     if constraint is not None:
         searcher = ConstrainedSearcher(searcher, constraint=constraint)
     return searcher

@@ -442,6 +442,7 @@ def load_searcher(
     search_space: Mapping[str, Any],
     metric: str,
     mode: str,
+    seed: int | None = None,
     **kwargs: Any,
 ) -> Searcher:
     """Build a Tune searcher from ``"package.module:Name"``.
@@ -458,6 +459,7 @@ def load_searcher(
         search_space: the nnictl JSON.
         metric: the result key to optimize.
         mode: ``"max"`` or ``"min"``.
+        seed: passed as ``seed`` to a class whose constructor takes one (else ignored).
         **kwargs: constructor arguments of the class.
 
     Returns:
@@ -469,6 +471,8 @@ def load_searcher(
     """
     _check_mode(mode)
     obj = _import_object(path)
+    if seed is not None and isinstance(obj, type) and _accepts(obj, "seed"):
+        kwargs["seed"] = seed
     if isinstance(obj, type) and issubclass(obj, Tuner):
         if "optimize_mode" not in kwargs and _accepts(obj, "optimize_mode") and mode is not None:
             kwargs["optimize_mode"] = "maximize" if mode == "max" else "minimize"

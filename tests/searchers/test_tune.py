@@ -349,3 +349,14 @@ def test_load_searcher_errors_say_what_was_found(user_module, path, match):
     with pytest.raises(SearcherLoadError, match=match):
         load_searcher(path.format(mod=user_module), search_space=MNIST1D, metric="acc", mode="max")
     assert issubclass(SearcherLoadError, ValueError)
+
+
+def test_load_searcher_passes_seed_to_a_tuner_that_takes_one():
+    space = mnist1d_search_space()
+
+    def first(**kw):
+        s = load_searcher("searchers:RandomTuner", search_space=space, metric="score", mode="max", **kw)
+        return s.suggest("t0")
+
+    assert first(seed=3) == first(seed=3)
+    assert first(seed=3) != first(seed=4)
