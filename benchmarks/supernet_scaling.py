@@ -15,30 +15,17 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 import sys
 import tempfile
 import time
 
+sys.path.insert(0, os.path.dirname(__file__))
+from _machine import machine  # noqa: E402
+
 
 def emit(**row: object) -> None:
     print(json.dumps(row), flush=True)
-
-
-def machine() -> dict:
-    import ray
-    import torch
-
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": os.cpu_count(),
-        "torch": torch.__version__,
-        "ray": ray.__version__,
-        "loadavg": load,
-    }
 
 
 def plain_loop(*, epochs: int, batch_size: int, seed: int = 0) -> float:
