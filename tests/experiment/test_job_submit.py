@@ -59,7 +59,7 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
         f"experiment: {{name: job, storage: {storage}}}\n"
     )
     sets = []
-    for item in TINY:
+    for item in [*TINY, "retrain.scheduler=asha", "retrain.grace_period=1", "retrain.epochs=3"]:
         sets += ["--set", item]
     submit_cmd = [str(BIN / "ray"), "job", "submit", "--no-wait", "--address", head, "--working-dir", str(workdir),
                   "--submission-id", "raynas-tiny", "--", "raynas", "search", "cfg.yaml", *sets]
@@ -88,6 +88,8 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
     assert final[-1] == "SUCCEEDED", logs.stdout[-3000:]
     root = storage / "job"
     assert pq.read_table(root / "results" / "search.parquet").num_rows == 6
-    assert pq.read_table(root / "results" / "retrain.parquet").num_rows == 2
+    retrain = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
+    assert len(retrain) == 2  # ASHA may stop the weaker one early; the better one finishes
+    assert {r["status"] for r in retrain} <= {"ok", "stopped"} and any(r["status"] == "ok" for r in retrain)
     assert json.loads((root / "best_architecture.json").read_text())
     assert (root / "tune_search").is_dir()

@@ -94,3 +94,25 @@ def test_storage_uri_holds_the_experiment_and_resumes_from_it(tmp_path):
     assert (remote / "best_architecture.json").is_file()
     report = run_cli("report", f"{uri}/tiny", "--format", "json", RAYNAS_STAGING_DIR=str(tmp_path / "third"))
     assert report.returncode == 0 and len(report.stdout.splitlines()) == 2
+
+
+def test_max_params_rejects_architectures_without_spending_trials(tmp_path):
+    limit = 2500  # most mnist1d architectures are larger
+    result = run_cli("search", "--local", "--until", "search", *sets(tmp_path, "budget", [f"search.max_params={limit}"]))
+    assert result.returncode == 0, result.stderr[-3000:]
+    root = tmp_path / "budget"
+    rows = pq.read_table(root / "results" / "search.parquet").to_pylist()
+    assert len(rows) == 6 and all(r["params"] <= limit for r in rows)
+    assert json.loads((root / "state.json").read_text())["done"]["search"]["rejected"] > 0
+
+
+def test_retrain_command_trains_given_architectures(finished, tmp_path):
+    _mode, root, _result = finished  # a directory written with or without Ray retrains alike
+    archs = tmp_path / "mine.json"
+    archs.write_text(json.dumps([{"op0": "conv7", "op1": "conv3", "op2": "identity", "op3": "conv5",
+                                  "skip1": [], "skip2": ["stem"], "skip3": []}]))
+    result = run_cli("retrain", str(root), "--archs", str(archs), "--local")
+    assert result.returncode == 0, result.stderr[-3000:]
+    rows = pq.read_table(root / "results" / "retrain-mine.parquet").to_pylist()
+    assert len(rows) == 1 and json.loads(rows[0]["arch"])["op0"] == "conv7"
+    assert 0.0 <= rows[0]["test_accuracy"] <= 1.0
