@@ -11,7 +11,14 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["write_atomic", "write_json_atomic", "write_text_atomic", "write_yaml_atomic", "write_parquet_atomic"]
+__all__ = [
+    "write_atomic",
+    "write_json_atomic",
+    "write_text_atomic",
+    "write_yaml_atomic",
+    "write_parquet_atomic",
+    "write_torch_atomic",
+]
 
 
 def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path:
@@ -28,16 +35,28 @@ def write_atomic(path: str | os.PathLike, write: Callable[[Path], None]) -> Path
     return path
 
 
-def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
-    """Write text atomically (flushed and fsynced before the rename)."""
+def _synced(write: Callable[[Any], None], mode: str) -> Callable[[Path], None]:
+    """A writer that opens the temporary file, calls ``write(file)``, then flushes and fsyncs."""
 
-    def write(tmp: Path) -> None:
-        with open(tmp, "w") as f:
-            f.write(text)
+    def run(tmp: Path) -> None:
+        with open(tmp, mode) as f:
+            write(f)
             f.flush()
             os.fsync(f.fileno())
 
-    return write_atomic(path, write)
+    return run
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
+    """Write text atomically (flushed and fsynced before the rename)."""
+    return write_atomic(path, _synced(lambda f: f.write(text), "w"))
+
+
+def write_torch_atomic(path: str | os.PathLike, payload: Any) -> Path:
+    """``torch.save`` atomically (flushed and fsynced before the rename)."""
+    import torch
+
+    return write_atomic(path, _synced(lambda f: torch.save(payload, f), "wb"))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

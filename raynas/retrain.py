@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from raynas._io import write_atomic, write_json_atomic
+from raynas._io import write_json_atomic, write_torch_atomic
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.loop import _Batches, resolve_data
 
@@ -282,7 +282,7 @@ def run_retrain_local(
         def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last) -> None:
             _last.clear()
             _last.update(metrics)
-            write_atomic(_path, lambda tmp: torch.save(ckpt, tmp))
+            write_torch_atomic(_path, ckpt)
 
         train_fixed(setup, rank, report=report, state=state)
         row = _row(f"local_retrain_{rank:03d}", rank, setup, last, "ok", flops[rank])

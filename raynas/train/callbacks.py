@@ -137,7 +137,7 @@ class ArchitectureCheckpoint(Callback):
     at that epoch's checkpoint."""
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
-        from raynas.train.checkpoint import write_json_atomic
+        from raynas._io import write_json_atomic
 
         data = {"epoch": metrics.epoch + 1, "paths": metrics.paths, "counts": metrics.counts}
         if metrics.architecture is not None:
@@ -162,7 +162,7 @@ class MetricsHistory(Callback):
                 self.history = []
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:
-        from raynas.train.checkpoint import write_json_atomic
+        from raynas._io import write_json_atomic
 
         self.history = [h for h in self.history if h.get("epoch", -1) < metrics.epoch]
         self.history.append(metrics.to_dict())

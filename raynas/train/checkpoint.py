@@ -18,7 +18,6 @@ without an entry continue rank 0's path stream (``shared``) or start their own (
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from collections.abc import Mapping
@@ -26,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from raynas._io import write_torch_atomic
 
 __all__ = [
     "FORMAT",
@@ -35,7 +36,6 @@ __all__ = [
     "latest_checkpoint",
     "checkpoint_dir",
     "to_cpu",
-    "write_json_atomic",
     "final_architecture",
 ]
 
@@ -66,38 +66,6 @@ def to_cpu(value: Any) -> Any:
     return value
 
 
-def _atomic_torch_save(payload: Any, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(payload, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-
-
-def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:
-    """Write JSON to ``path`` through a temporary file and a rename."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        with open(tmp, "w") as f:
-            json.dump(data, f, indent=1, sort_keys=True)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
-
-
 def save_checkpoint(payload: Mapping[str, Any], out_dir: str | os.PathLike, *, keep: int = 2) -> Path:
     """Write ``epoch-NNNN.pt`` and ``last.pt`` under ``<out_dir>/checkpoints`` (temp + rename).
 
@@ -117,8 +85,8 @@ def save_checkpoint(payload: Mapping[str, Any], out_dir: str | os.PathLike, *, k
     folder = checkpoint_dir(out_dir)
     last = folder / LAST
     if keep > 0:
-        _atomic_torch_save(data, folder / f"epoch-{int(data['epoch']):04d}.pt")
-    _atomic_torch_save(data, last)
+        write_torch_atomic(folder / f"epoch-{int(data['epoch']):04d}.pt", data)
+    write_torch_atomic(last, data)
     epochs = sorted((int(m.group(1)), p) for p in folder.iterdir() if (m := _EPOCH_FILE.match(p.name)))
     for _epoch, old in epochs[: max(len(epochs) - keep, 0)]:
         old.unlink(missing_ok=True)

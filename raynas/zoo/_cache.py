@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 
+from raynas._io import write_atomic
+
 __all__ = ["cache_dir", "cached_arrays"]
 
 
@@ -31,10 +33,11 @@ def cached_arrays(name: str, build: Callable[[], dict[str, np.ndarray]]) -> dict
             pass  # a corrupt cache entry is rebuilt below
     arrays = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}.npz")
-        np.savez(tmp, **arrays)
-        os.replace(tmp, path)
+        def save(tmp: Path) -> None:
+            with open(tmp, "wb") as f:
+                np.savez(f, **arrays)
+
+        write_atomic(path, save)
     except OSError:
         pass  # a read-only cache only costs the rebuild next time
     return arrays
