@@ -40,6 +40,8 @@ class RunInfo:
         replicas: the Ray actor handles of the current attempt (empty in local mode).
         pids: the replicas' process ids (the caller's pid in local mode).
         candidates: ``{key: candidate names}`` of the model's choices.
+        allreduce: how gradients are averaged: ``"shm"`` (shared memory on each node),
+            ``"gloo"`` or ``"nccl"`` (the process group), ``"none"`` (one replica).
     """
 
     config: SupernetConfig
@@ -50,6 +52,7 @@ class RunInfo:
     replicas: list[Any] = field(default_factory=list)
     pids: list[int] = field(default_factory=list)
     candidates: dict[str, list[str]] = field(default_factory=dict)
+    allreduce: str = "none"
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ __all__ = [
     "SPOS_CONSTRAINTS",
     "LEARNABLE_ALGORITHMS",
     "DEFAULT_EPOCHS",
+    "ALLREDUCES",
 ]
 
 OPTIMIZERS = ("sgd", "adam")
@@ -38,6 +39,7 @@ DARTS_ORDERS = (1, 2)
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 SPOS_CONSTRAINTS = ("params", "flops", "both")
+ALLREDUCES = ("auto", "shm", "backend")
 
 
 class ConfigError(ValueError):
@@ -114,6 +116,11 @@ class SupernetConfig:
         progress: show a progress line on the terminal.
         tensorboard: write TensorBoard event files under ``<out_dir>/tensorboard``.
         dist_timeout_s: timeout of the collective operations (a hung peer fails after it).
+        allreduce: how replicas average gradients. ``backend``: the process group's all-reduce
+            (gloo on the CPU, nccl on CUDA). ``shm``: replicas on the same node meet in shared
+            memory (the nodes' first replicas combine over gloo); CPU training on x86-64 only.
+            ``auto``: ``shm`` where it applies and some node hosts two or more replicas, else
+            ``backend``.
     """
 
     replicas: int = 2
@@ -156,6 +163,7 @@ class SupernetConfig:
     progress: bool = True
     tensorboard: bool = True
     dist_timeout_s: float = 120.0
+    allreduce: str = "auto"
 
     def __post_init__(self) -> None:
         self._check_int("replicas", minimum=1)
@@ -210,6 +218,7 @@ class SupernetConfig:
         self._check_bool("progress")
         self._check_bool("tensorboard")
         self._check_number("dist_timeout_s", minimum=0.0, strict=True)
+        self._check_choice("allreduce", ALLREDUCES)
 
     @property
     def total_epochs(self) -> int:

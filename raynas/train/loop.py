@@ -35,6 +35,7 @@ import contextlib
 import hashlib
 import math
 import os
+import platform
 import time
 from collections.abc import Callable, Mapping
 from datetime import timedelta
@@ -47,6 +48,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from raynas.nas.learnable import LearnableMutator, split_halves
 from raynas.nas.mutator import Mutator
+from raynas.train._shm import ShmAllReduce, shm_path, shm_supported
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
 from raynas.train.sampling import build_mutator
@@ -173,9 +175,7 @@ class _Batches:
     def __init__(self, dataset: Dataset, device: torch.device):
         self.dataset = dataset
         self.device = device
-        self.tensors = (
-            tuple(t.to(device) for t in dataset.tensors) if isinstance(dataset, TensorDataset) else None
-        )
+        self.tensors = tuple(t.to(device) for t in dataset.tensors) if isinstance(dataset, TensorDataset) else None
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -186,7 +186,7 @@ class _Batches:
             x, y = self.tensors[0][idx], self.tensors[1][idx]
         else:
             x, y = default_collate([self.dataset[int(i)] for i in index])[:2]
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
         return x, y
 
 
@@ -235,11 +235,39 @@ class SupernetReplica:
         self.distributed = False
         self.learnable = False
         self.last_arch: dict[str, float] = {}
+        self._shm_spec: dict[str, Any] | None = None
+        self._shm: ShmAllReduce | None = None
 
     # -- setup ----------------------------------------------------------------------------
 
-    def connect(self, *, init_method: str) -> None:
-        """Join the replicas' process group (gloo on CPU, nccl on CUDA)."""
+    def shm_capable(self) -> bool:
+        """Whether this replica can average gradients through shared memory (``allreduce``
+        ``auto``/``shm``, CPU training on x86-64).
+
+        Raises:
+            ConfigError: ``allreduce`` is ``shm`` but this replica cannot use it.
+        """
+        mode = self.config.allreduce
+        if mode == "backend":
+            return False
+        reason = None
+        if resolve_device(self.config).type != "cpu":
+            reason = "it needs CPU training (CUDA replicas use nccl)"
+        elif not shm_supported():
+            reason = f"it needs an x86-64 machine, this one is {platform.machine()!r}"
+        if reason is not None and mode == "shm":
+            raise ConfigError(f"supernet.allreduce is 'shm' but {reason}; use 'auto' or 'backend'")
+        return reason is None
+
+    def connect(self, *, init_method: str, shm: Mapping[str, Any] | None = None) -> None:
+        """Join the replicas' process group (gloo on CPU, nccl on CUDA).
+
+        Args:
+            init_method: the rendezvous address (``tcp://ip:port``).
+            shm: average gradients through shared memory on this node: ``{"name", "local_rank",
+                "local_size", "leaders"}`` (``leaders``: the ranks of every node's first replica,
+                ``None`` when all replicas share one node). The buffer is made in :meth:`setup`.
+        """
         import torch.distributed as dist
 
         backend = "nccl" if resolve_device(self.config).type == "cuda" else "gloo"
@@ -251,6 +279,56 @@ class SupernetReplica:
             timeout=timedelta(seconds=self.config.dist_timeout_s),
         )
         self.distributed = True
+        self._shm_spec = dict(shm) if shm is not None else None
+        if self._shm_spec is not None and self._shm_spec.get("leaders") is not None:
+            # every rank takes part in making the group, members or not
+            self._shm_spec["group"] = dist.new_group(ranks=list(self._shm_spec["leaders"]))
+
+    def _open_shm(self) -> None:
+        """Make this node's shared buffer (local rank 0 creates it, every rank maps it, then
+        the name is removed: nothing is left behind, even when a replica is killed)."""
+        import torch.distributed as dist
+
+        spec = self._shm_spec
+        capacity = max(
+            sum(self._numels) + len(self._numels),  # gradients and their presence flags
+            sum(b.numel() for b in self.model.buffers() if b.is_floating_point()),  # BatchNorm statistics
+            sum(p.numel() for p in self.mutator.parameters()) + 8,  # architecture gradients, ENAS reward
+        )
+        reducer = ShmAllReduce(
+            path=shm_path(spec["name"]),
+            local_rank=int(spec["local_rank"]),
+            local_size=int(spec["local_size"]),
+            capacity=capacity,
+            timeout_s=self.config.dist_timeout_s,
+            leaders=spec.get("group"),
+        )
+        if reducer.local_rank == 0:
+            reducer.create()
+        dist.barrier()
+        reducer.open()
+        dist.barrier()
+        if reducer.local_rank == 0:
+            reducer.unlink()
+        self._shm = reducer
+
+    def _allreduce_name(self) -> str:
+        if not (self.distributed and self.world_size > 1):
+            return "none"
+        if self._shm is not None:
+            return "shm"
+        import torch.distributed as dist
+
+        return str(dist.get_backend())
+
+    def _all_reduce(self, flat: torch.Tensor) -> None:
+        """Sum a flat float32 tensor in place across the replicas."""
+        if self._shm is not None:
+            self._shm.all_reduce(flat)
+        else:
+            import torch.distributed as dist
+
+            dist.all_reduce(flat)
 
     def setup(self, checkpoint: Mapping[str, Any] | None = None) -> dict[str, Any]:
         """Build the model, mutator and optimizer, and load ``checkpoint`` when given.
@@ -298,7 +376,11 @@ class SupernetReplica:
             self.load_state(checkpoint)
         if self.distributed:
             self._broadcast_from_rank0()
-        self._overlap = self.distributed and self.world_size > 1 and cfg.sampling == "shared"
+        if self._shm_spec is not None and self._shm is None:
+            self._open_shm()
+        # overlapping buckets with backward pays off over gloo/nccl; the shared-memory reduction
+        # costs microseconds and runs once, after backward
+        self._overlap = self.distributed and self.world_size > 1 and cfg.sampling == "shared" and self._shm is None
         self._hooks_active = False
         self._bucket: list[nn.Parameter] = []
         self._bucket_numel = 0
@@ -314,6 +396,7 @@ class SupernetReplica:
             "epoch": self.epoch,
             "step": self.step,
             "candidates": {k: list(_candidate_names(m)) for k, m in self.mutator.choices.items()},
+            "allreduce": self._allreduce_name(),
         }
 
     def load_state(self, checkpoint: Mapping[str, Any]) -> None:
@@ -367,24 +450,29 @@ class SupernetReplica:
 
     def _reduce_mean(self, tensors: list[torch.Tensor]) -> None:
         """Average ``tensors`` in place across the replicas (one flat all-reduce)."""
-        import torch.distributed as dist
-
         if not tensors:
             return
         flat = torch.cat([t.detach().reshape(-1).float() for t in tensors])
-        dist.all_reduce(flat)
+        self._all_reduce(flat)
         flat.div_(self.world_size)
         with torch.no_grad():
             for t, view in zip(tensors, flat.split([t.numel() for t in tensors])):
                 t.copy_(view.view_as(t).to(t.dtype))
 
-    def _arch_step(self, x: torch.Tensor, y: torch.Tensor, arch_batch: tuple[torch.Tensor, torch.Tensor], lr: float) -> dict[str, float]:
+    def _arch_step(
+        self, x: torch.Tensor, y: torch.Tensor, arch_batch: tuple[torch.Tensor, torch.Tensor], lr: float
+    ) -> dict[str, float]:
         cfg = self.config
         if self.epoch + self.pos / self.steps_per_epoch < cfg.arch_warmup_epochs:
             return {}
         reduce = self._reduce_mean if self.distributed and self.world_size > 1 else None
         return self.mutator.arch_step(
-            arch_batch, train_batch=(x, y), criterion=self.criterion, reduce=reduce, lr=lr, weight_decay=cfg.weight_decay
+            arch_batch,
+            train_batch=(x, y),
+            criterion=self.criterion,
+            reduce=reduce,
+            lr=lr,
+            weight_decay=cfg.weight_decay,
         )
 
     # Gradient reduction overlapped with backward (``shared`` sampling): every replica runs the
@@ -427,15 +515,13 @@ class SupernetReplica:
         self._pending, self._reduced = [], set()
 
     def _sync_grads(self) -> None:
-        import torch.distributed as dist
-
         grads = [p.grad for p in self._params]
         pieces = [
             g.detach().reshape(-1).float() if g is not None else self._zeros[:n] for g, n in zip(grads, self._numels)
         ]
         flags = torch.tensor([0.0 if g is None else 1.0 for g in grads], device=self.device)
         flat = torch.cat(pieces + [flags])
-        dist.all_reduce(flat)
+        self._all_reduce(flat)
         total = flat.numel() - flags.numel()
         flat[:total].div_(self.world_size)
         views = flat.split(self._numels + [flags.numel()])
@@ -572,13 +658,7 @@ class SupernetReplica:
         if self.pos != self.steps_per_epoch:
             raise RuntimeError(f"epoch {self.epoch} has {self.steps_per_epoch - self.pos} steps left")
         if self.distributed and self.world_size > 1 and self.config.bn_sync_buffers:
-            import torch.distributed as dist
-
-            with torch.no_grad():
-                for buf in self.model.buffers():
-                    if buf.is_floating_point():
-                        dist.all_reduce(buf)
-                        buf.div_(self.world_size)
+            self._reduce_mean([buf for buf in self.model.buffers() if buf.is_floating_point()])
         self.epoch += 1
         self.pos = 0
         self._shard = None
@@ -626,3 +706,6 @@ class SupernetReplica:
             with contextlib.suppress(Exception):
                 dist.destroy_process_group()
             self.distributed = False
+        if self._shm is not None:
+            self._shm.close()
+            self._shm = None

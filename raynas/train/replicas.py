@@ -19,10 +19,11 @@ from typing import Any
 
 import torch
 
+from raynas.train._shm import SharedMemoryTimeout, shm_name
 from raynas.train.config import SupernetConfig
 from raynas.train.loop import MutatorFactory, SupernetReplica
 
-__all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor"]
+__all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
 
 
 class ReplicaFailure(RuntimeError):
@@ -113,9 +114,15 @@ class ReplicaActor:
             port = s.getsockname()[1]
         return f"tcp://{ip}:{port}"
 
-    def connect(self, init_method: str) -> None:
-        """Join the process group at ``init_method``."""
-        self.replica.connect(init_method=init_method)
+    def placement(self) -> dict[str, Any]:
+        """``{"node": Ray node id, "shm": whether this replica can reduce in shared memory}``."""
+        import ray
+
+        return {"node": ray.get_runtime_context().get_node_id(), "shm": self.replica.shm_capable()}
+
+    def connect(self, init_method: str, shm: Mapping[str, Any] | None = None) -> None:
+        """Join the process group at ``init_method`` (see :meth:`SupernetReplica.connect`)."""
+        self.replica.connect(init_method=init_method, shm=shm)
 
     def setup(self, checkpoint: Mapping[str, Any] | None) -> dict[str, Any]:
         """Build the replica (see :meth:`SupernetReplica.setup`)."""
@@ -195,10 +202,7 @@ class RayReplicas:
         if not ray.is_initialized():
             ray.init()
         cls = ray.remote(ReplicaActor).options(
-            num_cpus=self.config.cpus_per_replica,
-            num_gpus=self._gpus(),
-            max_restarts=0,
-            max_task_retries=0,
+            num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
         )
         data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
         self.actors = [
@@ -216,7 +220,9 @@ class RayReplicas:
         ]
         if self.world_size > 1:
             address = self._get([self.actors[0].address.remote()])[0]
-            self._get([a.connect.remote(address) for a in self.actors])
+            placements = self._get([a.placement.remote() for a in self.actors])
+            plans = shm_plan(placements)
+            self._get([a.connect.remote(address, plan) for a, plan in zip(self.actors, plans)])
         ref = ray.put(dict(checkpoint)) if checkpoint is not None else None
         return self._get([a.setup.remote(ref) for a in self.actors])
 
@@ -281,11 +287,33 @@ class RayReplicas:
                         task_error = exc
         if task_error is not None:
             if _is_collective_error(task_error):
-                raise ReplicaFailure(
-                    f"a supernet replica lost its peers: {_first_line(task_error)}"
-                ) from task_error
+                raise ReplicaFailure(f"a supernet replica lost its peers: {_first_line(task_error)}") from task_error
             raise task_error.as_instanceof_cause()
         return [results[ref] for ref in refs]
+
+
+def shm_plan(placements: list[Mapping[str, Any]]) -> list[dict[str, Any] | None]:
+    """Per rank, its shared-memory reduction settings (see :meth:`SupernetReplica.connect`), or
+    ``None`` for every rank when shared memory does not apply: some replica cannot use it, or no
+    node hosts two replicas (then it would only add a step to the backend's all-reduce).
+
+    Args:
+        placements: per rank, ``{"node": node id, "shm": capable}``.
+    """
+    if not placements or not all(p["shm"] for p in placements):
+        return [None] * len(placements)
+    nodes: dict[str, list[int]] = {}
+    for rank, p in enumerate(placements):
+        nodes.setdefault(str(p["node"]), []).append(rank)
+    if max(len(ranks) for ranks in nodes.values()) < 2:
+        return [None] * len(placements)
+    leaders = [ranks[0] for ranks in nodes.values()] if len(nodes) > 1 else None
+    names = {node: shm_name() for node in nodes}
+    plans: list[dict[str, Any] | None] = [None] * len(placements)
+    for node, ranks in nodes.items():
+        for local_rank, rank in enumerate(ranks):
+            plans[rank] = {"name": names[node], "local_rank": local_rank, "local_size": len(ranks), "leaders": leaders}
+    return plans
 
 
 def _first_line(exc: BaseException) -> str:
@@ -297,6 +325,8 @@ def _is_collective_error(exc: BaseException) -> bool:
     cause = getattr(exc, "cause", None)
     dist_error = getattr(torch.distributed, "DistError", None)
     if dist_error is not None and isinstance(cause, dist_error):
+        return True
+    if isinstance(cause, SharedMemoryTimeout):
         return True
     text = f"{cause!r} {exc}".lower()
     return "gloo" in text or "nccl" in text or "connection closed by peer" in text or "connection reset" in text

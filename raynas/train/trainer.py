@@ -46,6 +46,7 @@ class SupernetResult:
         wall_s: wall time of the call.
         history: per-epoch metrics (also those of a resumed-from run).
         trace: per rank, one ``{"step", "digest", "path"}`` per step (only with ``trace=True``).
+        allreduce: how gradients were averaged (see :attr:`RunInfo.allreduce`).
     """
 
     out_dir: Path
@@ -58,6 +59,7 @@ class SupernetResult:
     wall_s: float
     history: list[dict[str, Any]] = field(default_factory=list)
     trace: list[list[dict[str, Any]]] = field(default_factory=list)
+    allreduce: str = "none"
 
     def state_dict(self) -> dict[str, Any]:
         """The trained supernet weights (from the final checkpoint)."""
@@ -171,6 +173,7 @@ def train_supernet(
                 run.pids = [int(i["pid"]) for i in infos]
                 run.steps_per_epoch = int(infos[0]["steps_per_epoch"])
                 run.candidates = dict(infos[0]["candidates"])
+                run.allreduce = str(infos[0]["allreduce"])
                 for cb in cbs:
                     cb.on_train_start(run)
                 _train_epochs(group, run, cbs, state, world=world)
@@ -200,6 +203,7 @@ def train_supernet(
             wall_s=time.perf_counter() - start_time,
             history=list(state.history),
             trace=state.traces if trace else [],
+            allreduce=run.allreduce,
         )
         for cb in cbs:
             cb.on_train_end(run, result)

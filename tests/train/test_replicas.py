@@ -10,9 +10,15 @@ import pytest
 import torch
 
 from raynas.train import Callback, ReplicaFailure, load_checkpoint, train_supernet
+from raynas.train._shm import shm_path, shm_supported
 from tests.train.conftest import FACTORY, small_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")
+
+
+def _shm_files() -> set[str]:
+    root = os.path.dirname(shm_path("x"))
+    return {name for name in os.listdir(root) if name.startswith("raynas-allreduce-")}
 
 
 def _equal_states(a: dict, b: dict) -> bool:
@@ -20,14 +26,26 @@ def _equal_states(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("sampling", "algorithm"), [("shared", "random"), ("independent", "random"), ("shared", "fair")]
+    ("sampling", "algorithm", "allreduce"),
+    [
+        ("shared", "random", "backend"),
+        ("independent", "random", "backend"),
+        ("shared", "random", "auto"),
+        ("independent", "random", "auto"),
+        ("shared", "fair", "auto"),
+    ],
 )
-def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorithm):
+def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorithm, allreduce):
     """20 steps with 2 replicas: identical parameters after every step; shared mode trains the
-    same path on both replicas (its gradients are reduced bucket by bucket during backward),
-    independent mode different ones (one flat all-reduce after backward)."""
-    config = small_config(sampling=sampling, algorithm=algorithm, epochs=2)
+    same path on both replicas, independent mode different ones. Over gloo (``backend``) shared
+    mode reduces the gradients bucket by bucket during backward, independent mode in one flat
+    all-reduce after it; ``auto`` puts two replicas of one x86-64 node in shared memory."""
+    shm_before = _shm_files()
+    config = small_config(sampling=sampling, algorithm=algorithm, epochs=2, allreduce=allreduce)
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
+    expected = "shm" if allreduce == "auto" and shm_supported() else "gloo"
+    assert result.allreduce == expected
+    assert _shm_files() == shm_before  # the shared buffer's name is removed once mapped
     rank0, rank1 = result.trace
     assert [t["step"] for t in rank0] == [t["step"] for t in rank1] == list(range(1, 21))
     digests = [t["digest"] for t in rank0]

@@ -1,0 +1,165 @@
+"""All-reduce through shared memory among the replicas of one node.
+
+Gloo's TCP all-reduce costs ~1-2 ms per call between two processes on one small machine (more when
+every core is busy with training), which is as long as a whole training step of a small supernet.
+Replicas on the same node instead meet in one shared-memory file:
+
+1. each rank copies its tensor into its own slot;
+2. barrier;
+3. each rank sums one disjoint chunk over all slots, in rank order, into the result buffer;
+4. barrier;
+5. (several nodes) the node's first rank all-reduces the result with the other nodes' first ranks
+   over the process group's backend; barrier;
+6. each rank copies the result out.
+
+Every rank reads the same result bytes, so the replicas stay bit-identical. A barrier is one
+generation number per rank, each on its own cache line, written after the data and polled by the
+others (spinning, then yielding the core, then sleeping). That relies on the processor keeping
+stores in order (x86-64's total store order), so :func:`shm_supported` is false elsewhere and the
+backend's all-reduce is used instead.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import tempfile
+import time
+import uuid
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "shm_name", "shm_path", "shm_supported"]
+
+_LINE = 8  # int64 per cache line: one rank's flag per line
+_ALIGN = 64
+
+
+class SharedMemoryTimeout(RuntimeError):
+    """A peer did not reach a shared-memory all-reduce in time (it died or hangs)."""
+
+
+def shm_supported() -> bool:
+    """Whether this machine can run :class:`ShmAllReduce` (x86-64: stores are seen in order)."""
+    return platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix"
+
+
+def shm_name() -> str:
+    """A fresh name for one node's shared buffer (made by the driver, resolved on the node)."""
+    return f"raynas-allreduce-{uuid.uuid4().hex}"
+
+
+def shm_path(name: str) -> str:
+    """Where the buffer ``name`` lives on this machine: ``/dev/shm`` when there is one."""
+    root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+    return os.path.join(root, name)
+
+
+class ShmAllReduce:
+    """Sum-all-reduce of float32 tensors of up to ``capacity`` elements among ``local_size``
+    processes of one node, optionally combined across nodes by the node leaders.
+
+    Args:
+        path: the shared file (the same for every local rank; see :func:`shm_path`).
+        local_rank: this process's index on the node (0 creates the file).
+        local_size: processes on the node.
+        capacity: the largest tensor (elements) that will be reduced.
+        timeout_s: how long a barrier waits for its peers before raising
+            :class:`SharedMemoryTimeout`.
+        leaders: a ``torch.distributed`` group of the nodes' first ranks (``None``: one node).
+    """
+
+    def __init__(
+        self, *, path: str, local_rank: int, local_size: int, capacity: int, timeout_s: float, leaders: Any = None
+    ):
+        self.path = path
+        self.local_rank = local_rank
+        self.local_size = local_size
+        self.capacity = int(capacity)
+        self.timeout_s = timeout_s
+        self.leaders = leaders
+        self._generation = 0
+        self._slot_bytes = -(-self.capacity * 4 // _ALIGN) * _ALIGN
+        self._flags_bytes = local_size * _LINE * 8
+        self.nbytes = self._flags_bytes + (local_size + 1) * self._slot_bytes
+
+    def create(self) -> None:
+        """Create the zero-filled file (local rank 0, before the others :meth:`open` it)."""
+        with open(self.path, "wb") as f:
+            f.truncate(self.nbytes)
+
+    def open(self) -> None:
+        """Map the file."""
+        mem = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(self.nbytes,))
+        self._mem = mem
+        self._flags = np.ndarray((self.local_size, _LINE), dtype=np.int64, buffer=mem, offset=0)
+        data = torch.from_numpy(
+            np.ndarray(
+                ((self.local_size + 1) * self._slot_bytes // 4,), dtype=np.float32, buffer=mem, offset=self._flags_bytes
+            )
+        )
+        per = self._slot_bytes // 4
+        self._slots = data.view(self.local_size + 1, per)[:, : self.capacity]
+
+    def unlink(self) -> None:
+        """Remove the file name (the mappings stay valid); call once every rank has opened it."""
+        try:
+            os.unlink(self.path)
+        except FileNotFoundError:
+            pass
+
+    def _barrier(self) -> None:
+        self._generation += 1
+        gen = self._generation
+        flags = self._flags
+        flags[self.local_rank, 0] = gen
+        spins = 0
+        start = None
+        while flags[:, 0].min() < gen:
+            spins += 1
+            if spins < 200:
+                continue
+            if start is None:
+                start = time.monotonic()
+            waited = time.monotonic() - start
+            if waited > self.timeout_s:
+                late = [r for r in range(self.local_size) if flags[r, 0] < gen]
+                raise SharedMemoryTimeout(
+                    f"shared-memory all-reduce timed out after {self.timeout_s:g} s waiting for local ranks {late}"
+                )
+            if waited < 0.05:
+                os.sched_yield()
+            else:
+                time.sleep(0.0005)
+
+    def all_reduce(self, flat: torch.Tensor) -> None:
+        """Sum ``flat`` (a contiguous float32 CPU tensor) in place across every rank."""
+        n = flat.numel()
+        if n > self.capacity:
+            raise ValueError(f"all_reduce of {n} elements exceeds the shared buffer's capacity {self.capacity}")
+        slots = self._slots
+        result = slots[self.local_size]
+        slots[self.local_rank, :n].copy_(flat)
+        self._barrier()
+        lo = self.local_rank * n // self.local_size
+        hi = (self.local_rank + 1) * n // self.local_size
+        if hi > lo:
+            chunk = result[lo:hi]
+            chunk.copy_(slots[0, lo:hi])
+            for r in range(1, self.local_size):
+                chunk.add_(slots[r, lo:hi])
+        self._barrier()
+        if self.leaders is not None:
+            if self.local_rank == 0:
+                import torch.distributed as dist
+
+                dist.all_reduce(result[:n], group=self.leaders)
+            self._barrier()
+        flat.copy_(result[:n])
+
+    def close(self) -> None:
+        """Drop the mapping."""
+        self._slots = self._flags = None  # type: ignore[assignment]
+        self._mem = None

@@ -1,0 +1,126 @@
+"""The shared-memory all-reduce: exact sums, bit-identical results, several nodes, dead peers."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from raynas.train import SupernetConfig
+from raynas.train._shm import SharedMemoryTimeout, ShmAllReduce, shm_name, shm_path, shm_supported
+from raynas.train.config import ConfigError
+from raynas.train.replicas import shm_plan
+
+pytestmark = pytest.mark.skipif(not shm_supported(), reason="shared-memory all-reduce needs x86-64")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _tensors(rank: int, call: int) -> torch.Tensor:
+    gen = torch.Generator().manual_seed(1000 * call + rank)
+    return torch.randn(37 + 101 * call, generator=gen)
+
+
+def _worker(rank: int, nodes: list[list[int]], port: int, names: list[str], calls: int, queue) -> None:
+    import torch.distributed as dist
+
+    world = sum(len(n) for n in nodes)
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world)
+    node = next(i for i, ranks in enumerate(nodes) if rank in ranks)
+    leaders = [ranks[0] for ranks in nodes]
+    group = dist.new_group(ranks=leaders) if len(nodes) > 1 else None
+    reducer = ShmAllReduce(
+        path=shm_path(names[node]),
+        local_rank=nodes[node].index(rank),
+        local_size=len(nodes[node]),
+        capacity=37 + 101 * calls,
+        timeout_s=30.0,
+        leaders=group,
+    )
+    if reducer.local_rank == 0:
+        reducer.create()
+    dist.barrier()
+    reducer.open()
+    dist.barrier()
+    if reducer.local_rank == 0:
+        reducer.unlink()
+    out = []
+    for call in range(calls):
+        flat = _tensors(rank, call)
+        reducer.all_reduce(flat)
+        out.append(flat.numpy().tobytes())
+    queue.put((rank, out))
+    dist.barrier()
+    dist.destroy_process_group()
+
+
+def _run(nodes: list[list[int]], calls: int) -> dict[int, list[bytes]]:
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    names = [shm_name() for _ in nodes]
+    port = _free_port()
+    world = sum(len(n) for n in nodes)
+    procs = [ctx.Process(target=_worker, args=(r, nodes, port, names, calls, queue)) for r in range(world)]
+    for p in procs:
+        p.start()
+    results = dict(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+        assert p.exitcode == 0
+    for name in names:
+        with pytest.raises(FileNotFoundError):
+            open(shm_path(name), "rb")  # the name is gone once every rank mapped the buffer
+    return results
+
+
+def test_one_node_sums_exactly_and_every_rank_reads_the_same_bytes():
+    results = _run([[0, 1, 2]], calls=20)
+    for call in range(20):
+        expected = _tensors(0, call) + _tensors(1, call) + _tensors(2, call)  # rank order
+        got = [results[r][call] for r in range(3)]
+        assert got[0] == got[1] == got[2]
+        assert got[0] == expected.numpy().tobytes()
+
+
+def test_two_nodes_combine_through_their_leaders():
+    results = _run([[0, 1], [2, 3]], calls=5)
+    for call in range(5):
+        expected = sum(_tensors(r, call) for r in range(4))
+        got = [results[r][call] for r in range(4)]
+        assert got[0] == got[1] == got[2] == got[3]
+        torch.testing.assert_close(torch.frombuffer(bytearray(got[0]), dtype=torch.float32), expected)
+
+
+def test_a_missing_peer_times_out_with_the_late_rank_named(tmp_path):
+    path = str(tmp_path / "buffer")
+    first = ShmAllReduce(path=path, local_rank=0, local_size=2, capacity=8, timeout_s=0.3)
+    first.create()
+    first.open()
+    with pytest.raises(SharedMemoryTimeout, match=r"timed out after 0.3 s waiting for local ranks \[1\]"):
+        first.all_reduce(torch.ones(8))
+    with pytest.raises(ValueError, match="9 elements exceeds the shared buffer's capacity 8"):
+        first.all_reduce(torch.ones(9))
+    first.close()
+
+
+def test_plan_groups_ranks_by_node():
+    same = shm_plan([{"node": "a", "shm": True}, {"node": "a", "shm": True}])
+    assert [(p["local_rank"], p["local_size"], p["leaders"]) for p in same] == [(0, 2, None), (1, 2, None)]
+    assert same[0]["name"] == same[1]["name"]
+    two = shm_plan([{"node": n, "shm": True} for n in ("a", "b", "a", "b")])
+    assert [p["local_rank"] for p in two] == [0, 0, 1, 1]
+    assert all(p["leaders"] == [0, 1] for p in two)
+    assert two[0]["name"] == two[2]["name"] != two[1]["name"]
+    assert shm_plan([{"node": n, "shm": True} for n in ("a", "b")]) == [None, None]  # one per node
+    assert shm_plan([{"node": "a", "shm": True}, {"node": "a", "shm": False}]) == [None, None]
+
+
+def test_allreduce_setting_is_checked():
+    with pytest.raises(ConfigError, match=r"supernet.allreduce must be one of auto, shm, backend, got 'nccl'"):
+        SupernetConfig(allreduce="nccl")
