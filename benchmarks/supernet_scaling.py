@@ -1,13 +1,25 @@
 """Supernet training throughput: R replicas on Ray vs 1, and 1 replica vs a plain in-process loop.
 
 Every configuration trains the ``mnist1d`` supernet under ``RandomMutator.reset()`` sampling with
-Adam, ``batch_size`` samples per replica per step and one torch thread per replica. Throughput is
-samples/s measured by the driver per epoch, after a warm-up epoch (start-up excluded); the
-configurations are interleaved and repeated, and the headline ratios are medians over repeats.
+Adam, ``batch_size`` samples per replica per step, gradient clipping and one torch thread per
+replica. Throughput is samples/s of one epoch as the driver sees it (``run`` of all the epoch's
+steps plus ``end_epoch``, exactly what ``train_supernet`` reports; actor start-up excluded).
 
-Prints one JSON object per line; the last line holds ``ratio_2_vs_1`` and ``ratio_1_vs_plain``.
+A small virtual machine's speed drifts by tens of percent from second to second, so runs measured
+one after the other compare badly. Here every configuration stays alive at once (idle actors
+sleep) and the configurations take turns epoch by epoch, in a shuffled order each round; each
+round gives one ratio per pair, and the headline is the median over rounds:
 
-    python benchmarks/supernet_scaling.py [--epochs 4] [--repeats 3] [--batch-size 64]
+- ``ratio_2_vs_1``: 2 replicas (default ``supernet.allreduce: auto``, i.e. shared memory on one
+  node) over 1 replica, both on Ray;
+- ``ratio_2_vs_1_gloo``: the same with ``allreduce: backend`` (gloo over TCP);
+- ``ratio_1_vs_plain``: 1 replica on Ray over a plain hand-written loop in the driver;
+- ``ceiling_2_vs_1``: the machine itself: two plain loops in two actors at once over one, i.e.
+  what perfect scaling would give here.
+
+Prints one JSON object per line; the last line holds the headline ratios.
+
+    python benchmarks/supernet_scaling.py [--rounds 30] [--batch-size 64]
 """
 
 from __future__ import annotations
@@ -15,82 +27,96 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import random
 import statistics
 import sys
-import tempfile
 import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 from _machine import machine  # noqa: E402
+
+FACTORY = "raynas.zoo.mnist1d:build_supernet"
 
 
 def emit(**row: object) -> None:
     print(json.dumps(row), flush=True)
 
 
-def plain_loop(*, epochs: int, batch_size: int, seed: int = 0) -> float:
-    """A plain in-process loop (no raynas trainer): samples/s after one warm-up epoch."""
-    import numpy as np
-    import torch
+class PlainLoop:
+    """A plain loop (no raynas trainer): model, ``RandomMutator``, Adam; one epoch per call."""
 
-    from raynas.nas import RandomMutator
-    from raynas.zoo.mnist1d import build_supernet, load_data
+    def __init__(self, *, batch_size: int, seed: int = 0):
+        import torch
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        x, y = load_data()["train"].tensors
+        from raynas.nas import RandomMutator
+        from raynas.zoo.mnist1d import build_supernet, load_data
+
+        torch.set_num_threads(1)
+        self.x, self.y = load_data()["train"].tensors
         torch.manual_seed(seed)
-        model = build_supernet()
-        mutator = RandomMutator(model, seed=seed)
-        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
-        steps = len(x) // batch_size
-        rates = []
-        for epoch in range(epochs):
-            perm = torch.from_numpy(np.random.default_rng(epoch).permutation(len(x)))
-            start = time.perf_counter()
-            for s in range(steps):
-                idx = perm[s * batch_size : (s + 1) * batch_size]
-                mutator.reset()
-                opt.zero_grad(set_to_none=True)
-                loss = torch.nn.functional.cross_entropy(model(x[idx]), y[idx])
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 5.0)
-                opt.step()
-                float(loss.detach())
-            rates.append(steps * batch_size / (time.perf_counter() - start))
-        return statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
-    finally:
-        torch.set_num_threads(threads)
+        self.model = build_supernet()
+        self.mutator = RandomMutator(self.model, seed=seed)
+        self.opt = torch.optim.Adam(self.model.parameters(), lr=3e-3)
+        self.batch_size = batch_size
+        self.epoch = 0
+
+    def run_epoch(self) -> float:
+        """Train one epoch; its samples/s."""
+        import numpy as np
+        import torch
+
+        bs = self.batch_size
+        steps = len(self.x) // bs
+        perm = torch.from_numpy(np.random.default_rng(self.epoch).permutation(len(self.x)))
+        self.epoch += 1
+        start = time.perf_counter()
+        for s in range(steps):
+            idx = perm[s * bs : (s + 1) * bs]
+            self.mutator.reset()
+            self.opt.zero_grad(set_to_none=True)
+            loss = torch.nn.functional.cross_entropy(self.model(self.x[idx]), self.y[idx])
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], 5.0)
+            self.opt.step()
+            float(loss.detach())
+        return steps * bs / (time.perf_counter() - start)
 
 
-def raynas_run(*, replicas: int, epochs: int, batch_size: int, local: bool = False) -> float:
-    """``train_supernet`` on Ray (or local): median driver-measured samples/s after epoch 1."""
-    from raynas.train import SupernetConfig, train_supernet
-    from raynas.zoo.mnist1d import load_data
+class Group:
+    """One ``RayReplicas`` group (the code ``train_supernet`` drives), stepped an epoch at a time."""
 
-    config = SupernetConfig(
-        replicas=replicas,
-        epochs=epochs,
-        batch_size=batch_size,
-        threads=1,
-        progress=False,
-        tensorboard=False,
-        log_every=1000,
-        keep_checkpoints=0,
-        grad_clip=5.0,
-    )
-    with tempfile.TemporaryDirectory() as out:
-        result = train_supernet("raynas.zoo.mnist1d:build_supernet", load_data, config, out_dir=out, local=local)
-    rates = [h["samples_per_s"] for h in result.history]
-    return statistics.median(rates[1:]) if len(rates) > 1 else rates[0]
+    def __init__(self, *, replicas: int, batch_size: int, allreduce: str, cpus: float):
+        from raynas.train import SupernetConfig
+        from raynas.train.replicas import RayReplicas
+
+        config = SupernetConfig(
+            replicas=replicas,
+            epochs=1000,
+            batch_size=batch_size,
+            threads=1,
+            progress=False,
+            tensorboard=False,
+            grad_clip=5.0,
+            allreduce=allreduce,
+            cpus_per_replica=cpus,
+        )
+        self.group = RayReplicas(factory=FACTORY, data="raynas.zoo.mnist1d:load_data", config=config)
+        infos = self.group.start(None)
+        self.steps = int(infos[0]["steps_per_epoch"])
+        self.allreduce = infos[0]["allreduce"]
+
+    def run_epoch(self) -> float:
+        start = time.perf_counter()
+        reports = self.group.run(self.steps)
+        self.group.end_epoch()
+        return sum(r["samples"] for r in reports) / (time.perf_counter() - start)
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=30)
     parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the turn order")
     args = parser.parse_args()
 
     # Ray starts its workers at niceness 15; the plain loop runs in this process at 0. On a machine
@@ -102,29 +128,52 @@ def main() -> int:
     emit(
         benchmark="supernet_scaling",
         machine=machine(),
-        epochs=args.epochs,
+        rounds=args.rounds,
         batch_size=args.batch_size,
         worker_niceness=os.environ["RAY_worker_niceness"],
     )
-    ratios_2_1, ratios_1_plain = [], []
-    for rep in range(args.repeats):
-        plain = plain_loop(epochs=args.epochs, batch_size=args.batch_size)
-        emit(repeat=rep, config="plain", samples_per_s=round(plain, 1))
-        local = raynas_run(replicas=1, epochs=args.epochs, batch_size=args.batch_size, local=True)
-        emit(repeat=rep, config="local_1", samples_per_s=round(local, 1))
-        one = raynas_run(replicas=1, epochs=args.epochs, batch_size=args.batch_size)
-        emit(repeat=rep, config="ray_1", samples_per_s=round(one, 1))
-        two = raynas_run(replicas=2, epochs=args.epochs, batch_size=args.batch_size)
-        emit(repeat=rep, config="ray_2", samples_per_s=round(two, 1))
-        ratios_2_1.append(two / one)
-        ratios_1_plain.append(one / plain)
-        emit(repeat=rep, ratio_2_vs_1=round(two / one, 3), ratio_1_vs_plain=round(one / plain, 3))
+    bs = args.batch_size
+    # every configuration lives at once: 5 replica actors and 2 plain actors share the 2 CPUs'
+    # worth of Ray resources (they take turns, so at most 2 work at any moment)
+    plain_actor = ray.remote(num_cpus=0.1)(PlainLoop)
+    plain_actors = [plain_actor.remote(batch_size=bs, seed=i) for i in range(2)]
+    configs = {
+        "plain": PlainLoop(batch_size=bs).run_epoch,
+        "ray_1": Group(replicas=1, batch_size=bs, allreduce="auto", cpus=0.3).run_epoch,
+        "ray_2": Group(replicas=2, batch_size=bs, allreduce="auto", cpus=0.3).run_epoch,
+        "ray_2_gloo": Group(replicas=2, batch_size=bs, allreduce="backend", cpus=0.3).run_epoch,
+        "plain_x1_actor": lambda: ray.get(plain_actors[0].run_epoch.remote()),
+        "plain_x2_actors": lambda: sum(ray.get([a.run_epoch.remote() for a in plain_actors])),
+    }
+    for run in configs.values():  # warm-up epoch
+        run()
+    rng = random.Random(args.seed)
+    pairs = {
+        "ratio_2_vs_1": ("ray_2", "ray_1"),
+        "ratio_2_vs_1_gloo": ("ray_2_gloo", "ray_1"),
+        "ratio_1_vs_plain": ("ray_1", "plain"),
+        "ceiling_2_vs_1": ("plain_x2_actors", "plain_x1_actor"),
+    }
+    ratios: dict[str, list[float]] = {name: [] for name in pairs}
+    rates_all: dict[str, list[float]] = {name: [] for name in configs}
+    for rnd in range(args.rounds):
+        order = list(configs)
+        rng.shuffle(order)
+        rates = {name: configs[name]() for name in order}
+        for name, rate in rates.items():
+            rates_all[name].append(rate)
+        row = {name: rates[a] / rates[b] for name, (a, b) in pairs.items()}
+        for name, value in row.items():
+            ratios[name].append(value)
+        emit(round=rnd, **{k: round(v) for k, v in rates.items()}, **{k: round(v, 3) for k, v in row.items()})
     ray.shutdown()
+    emit(samples_per_s_median={k: round(statistics.median(v)) for k, v in rates_all.items()})
+    headline = {k: round(statistics.median(v), 3) for k, v in ratios.items()}
     emit(
         headline="supernet_scaling",
-        ratio_2_vs_1=round(statistics.median(ratios_2_1), 3),
-        ratio_1_vs_plain=round(statistics.median(ratios_1_plain), 3),
-        repeats=args.repeats,
+        **headline,
+        efficiency_2_vs_ceiling=round(headline["ratio_2_vs_1"] / headline["ceiling_2_vs_1"], 3),
+        rounds=args.rounds,
         loadavg_end=os.getloadavg() if hasattr(os, "getloadavg") else None,
     )
     return 0

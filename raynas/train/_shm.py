@@ -2,21 +2,20 @@
 
 Gloo's TCP all-reduce costs ~1-2 ms per call between two processes on one small machine (more when
 every core is busy with training), which is as long as a whole training step of a small supernet.
-Replicas on the same node instead meet in one shared-memory file:
+Replicas on the same node instead meet in one shared-memory file. A call:
 
-1. each rank copies its tensor into its own slot;
+1. each rank copies its tensor into its own slot of this call's half of the buffer (calls
+   alternate between two halves, so a call never overwrites what a slower rank still reads);
 2. barrier;
-3. each rank sums one disjoint chunk over all slots, in rank order, into the result buffer;
-4. barrier;
-5. (several nodes) the node's first rank all-reduces the result with the other nodes' first ranks
-   over the process group's backend; barrier;
-6. each rank copies the result out.
+3. one node: each rank sums every slot, in rank order, into its tensor. Several nodes: the node's
+   first rank sums the slots into the half's result buffer and all-reduces it with the other
+   nodes' first ranks over the process group's backend; barrier; each rank copies the result out.
 
-Every rank reads the same result bytes, so the replicas stay bit-identical. A barrier is one
-generation number per rank, each on its own cache line, written after the data and polled by the
-others (spinning, then yielding the core, then sleeping). That relies on the processor keeping
-stores in order (x86-64's total store order), so :func:`shm_supported` is false elsewhere and the
-backend's all-reduce is used instead.
+Every rank computes the same sum in the same order (or reads the same bytes), so the replicas stay
+bit-identical. A barrier is one generation number per rank, each on its own cache line, written
+after the data and polled by the others (spinning, then yielding the core, then sleeping). That
+relies on the processor keeping stores in order (x86-64's total store order), so
+:func:`shm_supported` is false elsewhere and the backend's all-reduce is used instead.
 """
 
 from __future__ import annotations
@@ -83,7 +82,8 @@ class ShmAllReduce:
         self._generation = 0
         self._slot_bytes = -(-self.capacity * 4 // _ALIGN) * _ALIGN
         self._flags_bytes = local_size * _LINE * 8
-        self.nbytes = self._flags_bytes + (local_size + 1) * self._slot_bytes
+        self._calls = 0
+        self.nbytes = self._flags_bytes + 2 * (local_size + 1) * self._slot_bytes
 
     def create(self) -> None:
         """Create the zero-filled file (local rank 0, before the others :meth:`open` it)."""
@@ -95,13 +95,11 @@ class ShmAllReduce:
         mem = np.memmap(self.path, dtype=np.uint8, mode="r+", shape=(self.nbytes,))
         self._mem = mem
         self._flags = np.ndarray((self.local_size, _LINE), dtype=np.int64, buffer=mem, offset=0)
+        slots = 2 * (self.local_size + 1)
         data = torch.from_numpy(
-            np.ndarray(
-                ((self.local_size + 1) * self._slot_bytes // 4,), dtype=np.float32, buffer=mem, offset=self._flags_bytes
-            )
+            np.ndarray((slots * self._slot_bytes // 4,), dtype=np.float32, buffer=mem, offset=self._flags_bytes)
         )
-        per = self._slot_bytes // 4
-        self._slots = data.view(self.local_size + 1, per)[:, : self.capacity]
+        self._slots = data.view(2, self.local_size + 1, self._slot_bytes // 4)[:, :, : self.capacity]
 
     def unlink(self) -> None:
         """Remove the file name (the mappings stay valid); call once every rank has opened it."""
@@ -119,7 +117,7 @@ class ShmAllReduce:
         start = None
         while flags[:, 0].min() < gen:
             spins += 1
-            if spins < 200:
+            if spins < 50:
                 continue
             if start is None:
                 start = time.monotonic()
@@ -139,25 +137,25 @@ class ShmAllReduce:
         n = flat.numel()
         if n > self.capacity:
             raise ValueError(f"all_reduce of {n} elements exceeds the shared buffer's capacity {self.capacity}")
-        slots = self._slots
-        result = slots[self.local_size]
+        slots = self._slots[self._calls % 2]
+        self._calls += 1
         slots[self.local_rank, :n].copy_(flat)
         self._barrier()
-        lo = self.local_rank * n // self.local_size
-        hi = (self.local_rank + 1) * n // self.local_size
-        if hi > lo:
-            chunk = result[lo:hi]
-            chunk.copy_(slots[0, lo:hi])
+        if self.leaders is None:
+            flat.copy_(slots[0, :n])
             for r in range(1, self.local_size):
-                chunk.add_(slots[r, lo:hi])
-        self._barrier()
-        if self.leaders is not None:
-            if self.local_rank == 0:
-                import torch.distributed as dist
+                flat.add_(slots[r, :n])
+            return
+        result = slots[self.local_size, :n]
+        if self.local_rank == 0:
+            import torch.distributed as dist
 
-                dist.all_reduce(result[:n], group=self.leaders)
-            self._barrier()
-        flat.copy_(result[:n])
+            result.copy_(slots[0, :n])
+            for r in range(1, self.local_size):
+                result.add_(slots[r, :n])
+            dist.all_reduce(result, group=self.leaders)
+        self._barrier()
+        flat.copy_(result)
 
     def close(self) -> None:
         """Drop the mapping."""
