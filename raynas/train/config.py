@@ -116,6 +116,12 @@ class SupernetConfig:
         progress: show a progress line on the terminal.
         tensorboard: write TensorBoard event files under ``<out_dir>/tensorboard``.
         dist_timeout_s: timeout of the collective operations (a hung peer fails after it).
+        distill: in-place distillation with the sandwich rule (BigNAS): when > 0, each step
+            first trains the largest path (every LayerChoice's candidate with the most
+            parameters, every InputChoice's inputs all taken) on the plain loss, then the sampled
+            path on ``(1 - distill) * loss + distill * KL(largest path's softened outputs)``; the
+            model's outputs must be classification logits. Costs about one more forward and
+            backward per step. ``random``, ``fair`` and ``spos`` only.
         allreduce: how replicas average gradients. ``backend``: the process group's all-reduce
             (gloo on the CPU, nccl on CUDA). ``shm``: replicas on the same node meet in shared
             memory (the nodes' first replicas combine over gloo); CPU training on x86-64 only.
@@ -163,6 +169,7 @@ class SupernetConfig:
     progress: bool = True
     tensorboard: bool = True
     dist_timeout_s: float = 120.0
+    distill: float = 0.0
     allreduce: str = "auto"
 
     def __post_init__(self) -> None:
@@ -218,6 +225,14 @@ class SupernetConfig:
         self._check_bool("progress")
         self._check_bool("tensorboard")
         self._check_number("dist_timeout_s", minimum=0.0, strict=True)
+        self._check_number("distill", minimum=0.0)
+        if self.distill > 1.0:
+            raise ConfigError(f"supernet.distill must be between 0 and 1, got {self.distill!r}")
+        if self.distill > 0 and self.algorithm in LEARNABLE_ALGORITHMS:
+            raise ConfigError(
+                f"supernet.distill works with sampled paths (random, fair, spos), not with "
+                f"supernet.algorithm={self.algorithm!r}; got distill={self.distill!r}"
+            )
         self._check_choice("allreduce", ALLREDUCES)
 
     @property

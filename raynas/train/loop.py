@@ -51,7 +51,7 @@ from raynas.nas.mutator import Mutator
 from raynas.train._shm import ShmAllReduce, shm_path, shm_supported
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
-from raynas.train.sampling import build_mutator
+from raynas.train.sampling import build_mutator, largest_path, profile_costs
 
 __all__ = [
     "SupernetReplica",
@@ -352,6 +352,11 @@ class SupernetReplica:
         example = self.train_data.take(torch.arange(min(2, len(self.train_data))))[0]
         self.mutator = self.mutator_factory(self.model, config=cfg, rank=self.rank, example=example)
         self.learnable = isinstance(self.mutator, LearnableMutator)
+        self._largest: dict[str, torch.Tensor] | None = None
+        if cfg.distill > 0:
+            if self.learnable:
+                raise ConfigError(f"supernet.distill needs a sampling mutator, got {type(self.mutator).__name__}")
+            self._largest = largest_path(profile_costs(self.mutator, example))
         if self.learnable:  # weights train on one half, the architecture on the other
             weight_half, arch_half = split_halves(len(self.train_data), cfg.seed)
             self._halves: tuple[np.ndarray, np.ndarray] | None = (weight_half, arch_half)
@@ -529,7 +534,28 @@ class SupernetReplica:
         for p, view, hit in zip(self._params, views, touched):
             p.grad = view.view_as(p).to(p.dtype) if hit > 0 else None
 
-    def _forward_backward(self, x: torch.Tensor, y: torch.Tensor, paths: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _backward(self, loss: torch.Tensor) -> None:
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _teacher_pass(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The sandwich rule's largest path: train it on the plain loss; its detached softmax."""
+        self.mutator.apply_decisions(self._largest)
+        with autocast(self.device, self.config.precision):
+            out = self.model(x)
+            loss = self.criterion(out, y)
+        if out.dim() != 2:
+            raise ValueError(
+                f"supernet.distill needs the model to output (batch, classes) logits, got shape {tuple(out.shape)}"
+            )
+        self._backward(loss)
+        return torch.softmax(out.detach().float(), dim=-1)
+
+    def _forward_backward(
+        self, x: torch.Tensor, y: torch.Tensor, paths: int, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         if self.learnable:
             self.mutator.weight_reset()  # no gradient to the architecture in a weight step
         else:
@@ -539,11 +565,14 @@ class SupernetReplica:
         with autocast(self.device, self.config.precision):
             out = self.model(x)
             loss = self.criterion(out, y)
-        scaled = loss / paths if paths > 1 else loss
-        if self.scaler is not None:
-            self.scaler.scale(scaled).backward()
-        else:
-            scaled.backward()
+            total = loss
+            if teacher is not None:
+                w = self.config.distill
+                kd = nn.functional.kl_div(
+                    torch.log_softmax(out.float(), dim=-1), teacher, reduction="batchmean"
+                )
+                total = (1.0 - w) * loss + w * kd
+        self._backward(total / paths if paths > 1 else total)
         return out, loss
 
     def train_step(
@@ -564,10 +593,12 @@ class SupernetReplica:
             self.last_arch = self._arch_step(x, y, arch_batch, lr)
         self.optimizer.zero_grad(set_to_none=True)
         paths = int(getattr(self.mutator, "paths_per_step", 1))
+        # sandwich rule: the largest path first, its outputs teach the sampled paths
+        teacher = self._teacher_pass(x, y) if self._largest is not None else None
         for _ in range(paths - 1):  # fair sampling: accumulate the gradients of several paths
-            self._forward_backward(x, y, paths)
+            self._forward_backward(x, y, paths, teacher)
         self._hooks_active = self._overlap
-        out, loss = self._forward_backward(x, y, paths)
+        out, loss = self._forward_backward(x, y, paths, teacher)
         if self._overlap:
             self._finish_overlapped()
         elif self.distributed and self.world_size > 1:

@@ -40,6 +40,7 @@ __all__ = [
     "SposMutator",
     "FairMutator",
     "profile_costs",
+    "largest_path",
     "build_mutator",
     "mutator_seed",
     "module_flops",
@@ -131,6 +132,23 @@ class PathCosts:
                 low += sum(values[:n])
                 high += sum(values[len(values) - n :]) if n else 0
         return low, high
+
+
+def largest_path(costs: PathCosts) -> dict[str, torch.Tensor]:
+    """The path with the most parameters (ties: more FLOPs, then the earlier candidate): each
+    LayerChoice's largest candidate, each InputChoice's ``n_chosen`` largest inputs (all of them
+    when ``n_chosen`` is None). The sandwich rule's "max" path."""
+    out: dict[str, torch.Tensor] = {}
+    for key, table in costs.candidates.items():
+        n = costs.n_chosen[key]
+        mask = torch.zeros(len(table), dtype=torch.bool)
+        if n is None:
+            mask[:] = True
+        else:
+            order = sorted(range(len(table)), key=lambda i: (-table[i][0], -table[i][1], i))
+            mask[order[:n]] = True
+        out[key] = mask
+    return out
 
 
 def profile_costs(mutator: Mutator, example: torch.Tensor) -> PathCosts:

@@ -105,3 +105,32 @@ def test_local_training_learns(tmp_path, small_data):
     counts = result.history[-1]["counts"]["op1"]
     assert sum(counts) == 20 and all(c >= 0 for c in counts)
     assert torch.get_num_threads() >= 1
+
+
+def test_in_place_distillation_trains_the_largest_path_every_step(tmp_path, small_data):
+    """``distill``: each step also trains the largest path (all conv7, every skip), whose
+    outputs teach the sampled path; without it conv7's weights only move when sampled."""
+    replica = SupernetReplica(factory=FACTORY, data=small_data, config=small_config(replicas=1, distill=0.5))
+    replica.setup(None)
+    conv7 = [m for m in replica.model.modules() if isinstance(m, torch.nn.Conv1d) and m.kernel_size == (7,)]
+    assert len(conv7) == 4
+    before = [c.weight.detach().clone() for c in conv7]
+    report = replica.run(3)
+    assert all(not torch.equal(b, c.weight) for b, c in zip(before, conv7))  # every step updates conv7
+    assert math.isfinite(report["loss"])
+    assert sum(report["counts"]["op0"]) == 3  # the counts are the sampled paths only
+    result = train_supernet(FACTORY, small_data, small_config(distill=0.5, epochs=3, lr=3e-3), out_dir=tmp_path, local=True)
+    losses = [h["loss"] for h in result.history]
+    assert losses[-1] < losses[0]
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"distill": 1.5}, "supernet.distill must be between 0 and 1, got 1.5"),
+        ({"distill": 0.5, "algorithm": "darts"}, r"supernet.distill works with sampled paths \(random, fair, spos\), not with supernet.algorithm='darts'"),
+    ],
+)
+def test_distill_setting_is_checked(changes, message):
+    with pytest.raises(ConfigError, match=message):
+        small_config(**changes)

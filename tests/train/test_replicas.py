@@ -26,22 +26,25 @@ def _equal_states(a: dict, b: dict) -> bool:
 
 
 @pytest.mark.parametrize(
-    ("sampling", "algorithm", "allreduce"),
+    ("sampling", "algorithm", "allreduce", "distill"),
     [
-        ("shared", "random", "backend"),
-        ("independent", "random", "backend"),
-        ("shared", "random", "auto"),
-        ("independent", "random", "auto"),
-        ("shared", "fair", "auto"),
+        ("shared", "random", "backend", 0.0),
+        ("independent", "random", "backend", 0.0),
+        ("shared", "random", "auto", 0.0),
+        ("independent", "random", "auto", 0.0),
+        ("shared", "fair", "auto", 0.0),
+        ("shared", "random", "backend", 0.5),
+        ("independent", "random", "auto", 0.5),
     ],
 )
-def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorithm, allreduce):
+def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorithm, allreduce, distill):
     """20 steps with 2 replicas: identical parameters after every step; shared mode trains the
     same path on both replicas, independent mode different ones. Over gloo (``backend``) shared
     mode reduces the gradients bucket by bucket during backward, independent mode in one flat
-    all-reduce after it; ``auto`` puts two replicas of one x86-64 node in shared memory."""
+    all-reduce after it; ``auto`` puts two replicas of one x86-64 node in shared memory. With
+    in-place distillation each step also trains the largest path."""
     shm_before = _shm_files()
-    config = small_config(sampling=sampling, algorithm=algorithm, epochs=2, allreduce=allreduce)
+    config = small_config(sampling=sampling, algorithm=algorithm, epochs=2, allreduce=allreduce, distill=distill)
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
     expected = "shm" if allreduce == "auto" and shm_supported() else "gloo"
     assert result.allreduce == expected

@@ -6,7 +6,7 @@ import torch
 
 from raynas.nas import RandomMutator, apply_fixed_architecture, to_decisions
 from raynas.train import SposMutator, SupernetConfig, build_mutator, profile_costs
-from raynas.train.sampling import mutator_seed
+from raynas.train.sampling import largest_path, mutator_seed
 from raynas.zoo.mnist1d import build_supernet
 
 EXAMPLE = torch.randn(2, 1, 40)
@@ -155,3 +155,13 @@ def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
     replica.setup()
     report = replica.run(2)
     assert report["counts"]["op2"] == [2] * 6  # every candidate trained at each of the 2 steps
+
+
+def test_largest_path_is_all_conv7_with_every_skip():
+    _model, _mutator, costs = _costs()
+    path = largest_path(costs)
+    assert {k: v.nonzero().flatten().tolist() for k, v in path.items() if k.startswith("op")} == {
+        f"op{i}": [2] for i in range(4)  # conv7
+    }
+    assert all(path[f"skip{i}"].all() and len(path[f"skip{i}"]) == i for i in (1, 2, 3))
+    assert costs.cost(path)[0] == costs.bounds("params")[1]
