@@ -25,6 +25,7 @@ import platform
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -84,6 +85,18 @@ class ShmAllReduce:
         self._flags_bytes = local_size * _LINE * 8
         self._calls = 0
         self.nbytes = self._flags_bytes + 2 * (local_size + 1) * self._slot_bytes
+
+    def attach(self, barrier: Callable[[], None]) -> None:
+        """Create (local rank 0), map (every rank) and unlink (local rank 0) the buffer, with
+        ``barrier`` (e.g. ``torch.distributed.barrier``, called by every rank) in between: once
+        attached, nothing is left on disk, even when a process is killed."""
+        if self.local_rank == 0:
+            self.create()
+        barrier()
+        self.open()
+        barrier()
+        if self.local_rank == 0:
+            self.unlink()
 
     def create(self) -> None:
         """Create the zero-filled file (local rank 0, before the others :meth:`open` it)."""

@@ -303,13 +303,7 @@ class SupernetReplica:
             timeout_s=self.config.dist_timeout_s,
             leaders=spec.get("group"),
         )
-        if reducer.local_rank == 0:
-            reducer.create()
-        dist.barrier()
-        reducer.open()
-        dist.barrier()
-        if reducer.local_rank == 0:
-            reducer.unlink()
+        reducer.attach(dist.barrier)
         self._shm = reducer
 
     def _allreduce_name(self) -> str:

@@ -43,13 +43,7 @@ def _worker(rank: int, nodes: list[list[int]], port: int, names: list[str], call
         timeout_s=30.0,
         leaders=group,
     )
-    if reducer.local_rank == 0:
-        reducer.create()
-    dist.barrier()
-    reducer.open()
-    dist.barrier()
-    if reducer.local_rank == 0:
-        reducer.unlink()
+    reducer.attach(dist.barrier)
     out = []
     for call in range(calls):
         flat = _tensors(rank, call)
