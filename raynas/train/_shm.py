@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "shm_name", "shm_path", "shm_supported"]
+__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "agree_everywhere", "shm_name", "shm_path", "shm_supported"]
 
 _LINE = 8  # int64 per cache line: one rank's flag per line
 _ALIGN = 64
@@ -44,6 +44,16 @@ class SharedMemoryTimeout(RuntimeError):
 def shm_supported() -> bool:
     """Whether this machine can run :class:`ShmAllReduce` (x86-64: stores are seen in order)."""
     return platform.machine().lower() in ("x86_64", "amd64") and os.name == "posix"
+
+
+def agree_everywhere(ok: bool) -> bool:
+    """Whether ``ok`` holds on every rank of the default ``torch.distributed`` group (called by
+    every rank; an all-reduce MIN, so also a barrier): the ``agree`` of :meth:`ShmAllReduce.attach`."""
+    import torch.distributed as dist
+
+    flag = torch.tensor([1 if ok else 0], dtype=torch.int32)
+    dist.all_reduce(flag, op=dist.ReduceOp.MIN)
+    return bool(flag.item())
 
 
 def shm_name() -> str:
@@ -84,24 +94,62 @@ class ShmAllReduce:
         self._slot_bytes = -(-self.capacity * 4 // _ALIGN) * _ALIGN
         self._flags_bytes = local_size * _LINE * 8
         self._calls = 0
+        self._created = False
+        self.error = ""
         self.nbytes = self._flags_bytes + 2 * (local_size + 1) * self._slot_bytes
 
-    def attach(self, barrier: Callable[[], None]) -> None:
-        """Create (local rank 0), map (every rank) and unlink (local rank 0) the buffer, with
-        ``barrier`` (e.g. ``torch.distributed.barrier``, called by every rank) in between: once
-        attached, nothing is left on disk, even when a process is killed."""
-        if self.local_rank == 0:
-            self.create()
-        barrier()
-        self.open()
-        barrier()
-        if self.local_rank == 0:
+    def attach(self, agree: Callable[[bool], bool]) -> bool:
+        """Create (local rank 0), map (every rank) and unlink (local rank 0) the buffer.
+
+        Args:
+            agree: called by every rank of every node with whether its part went well; returns
+                whether it went well everywhere (e.g. an all-reduce MIN over the process group).
+                It is also the barrier between the parts.
+
+        Returns:
+            ``True`` when every rank mapped its node's buffer. ``False`` (nothing left on disk)
+            when some node could not make it, e.g. its ``/dev/shm`` is too small (Docker's
+            default is 64 MB): the space is reserved up front, so a full ``/dev/shm`` shows here
+            and not as a crash mid-training.
+        """
+        made = self.local_rank != 0 or self._try(self.create, f"make {self.nbytes} bytes at {self.path}")
+        if agree(made):
+            if agree(self._try(self.open, f"map {self.path}")):
+                if self.local_rank == 0:
+                    self.unlink()
+                return True
+            self.close()
+        if self._created:
             self.unlink()
+        return False
+
+    def _try(self, step: Callable[[], None], what: str) -> bool:
+        try:
+            step()
+        except OSError as exc:
+            self.error = f"could not {what}: {exc}"
+            return False
+        return True
 
     def create(self) -> None:
-        """Create the zero-filled file (local rank 0, before the others :meth:`open` it)."""
-        with open(self.path, "wb") as f:
-            f.truncate(self.nbytes)
+        """Create the zero-filled file with its pages reserved (local rank 0, before the others
+        :meth:`open` it).
+
+        Raises:
+            OSError: the file exists, or there is not enough space for it.
+        """
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._created = True
+        try:
+            if hasattr(os, "posix_fallocate"):
+                os.posix_fallocate(fd, 0, self.nbytes)  # ENOSPC now rather than SIGBUS on a write
+            else:  # pragma: no cover - macOS
+                os.ftruncate(fd, self.nbytes)
+        except OSError:
+            os.close(fd)
+            self.unlink()
+            raise
+        os.close(fd)
 
     def open(self) -> None:
         """Map the file."""

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import math
 import os
 import platform
@@ -48,7 +49,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from raynas.nas.learnable import LearnableMutator, split_halves
 from raynas.nas.mutator import Mutator
-from raynas.train._shm import ShmAllReduce, shm_path, shm_supported
+from raynas.train._shm import ShmAllReduce, agree_everywhere, shm_path, shm_supported
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
 from raynas.train.sampling import build_mutator, largest_path, profile_costs
@@ -67,6 +68,8 @@ __all__ = [
 ]
 
 MutatorFactory = Callable[..., Mutator]
+
+_log = logging.getLogger(__name__)
 
 
 def resolve_device(config: SupernetConfig) -> torch.device:
@@ -303,8 +306,13 @@ class SupernetReplica:
             timeout_s=self.config.dist_timeout_s,
             leaders=spec.get("group"),
         )
-        reducer.attach(dist.barrier)
-        self._shm = reducer
+        if reducer.attach(agree_everywhere):
+            self._shm = reducer
+            return
+        detail = reducer.error or "another replica could not make its node's shared buffer"
+        if self.config.allreduce == "shm":
+            raise ConfigError(f"supernet.allreduce is 'shm' but {detail}; use 'auto' or 'backend'")
+        _log.warning("shared-memory all-reduce unavailable (%s); averaging gradients over %s", detail, dist.get_backend())
 
     def _allreduce_name(self) -> str:
         if not (self.distributed and self.world_size > 1):

@@ -9,7 +9,7 @@ import torch
 import torch.multiprocessing as mp
 
 from raynas.train import SupernetConfig
-from raynas.train._shm import SharedMemoryTimeout, ShmAllReduce, shm_name, shm_path, shm_supported
+from raynas.train._shm import SharedMemoryTimeout, ShmAllReduce, agree_everywhere, shm_name, shm_path, shm_supported
 from raynas.train.config import ConfigError
 from raynas.train.replicas import shm_plan
 
@@ -43,7 +43,7 @@ def _worker(rank: int, nodes: list[list[int]], port: int, names: list[str], call
         timeout_s=30.0,
         leaders=group,
     )
-    reducer.attach(dist.barrier)
+    assert reducer.attach(agree_everywhere)
     out = []
     for call in range(calls):
         flat = _tensors(rank, call)
@@ -103,6 +103,26 @@ def test_a_missing_peer_times_out_with_the_late_rank_named(tmp_path):
     first.close()
 
 
+def test_a_buffer_that_cannot_be_made_leaves_nothing_and_says_why(tmp_path):
+    """``attach`` returns False (so ``auto`` falls back to the backend) when a node cannot make
+    its buffer, e.g. a full ``/dev/shm``; space is reserved up front, never a SIGBUS later."""
+    missing = ShmAllReduce(
+        path=str(tmp_path / "no-such-dir" / "buf"), local_rank=0, local_size=1, capacity=8, timeout_s=1
+    )
+    votes = []
+    assert not missing.attach(lambda ok: votes.append(ok) or ok)
+    assert votes == [False] and "could not make" in missing.error and str(missing.nbytes) in missing.error
+    # this rank is fine, a peer on another node is not: the buffer is removed again
+    path = tmp_path / "buf"
+    fine = ShmAllReduce(path=str(path), local_rank=0, local_size=1, capacity=8, timeout_s=1)
+    assert not fine.attach(lambda ok: False)
+    assert not path.exists()
+    path.write_bytes(b"someone else's")  # never two groups in one file, and theirs stays
+    taken = ShmAllReduce(path=str(path), local_rank=0, local_size=1, capacity=8, timeout_s=1)
+    assert not taken.attach(lambda ok: ok)
+    assert "File exists" in taken.error and path.read_bytes() == b"someone else's"
+
+
 def test_plan_groups_ranks_by_node():
     same = shm_plan([{"node": "a", "shm": True}, {"node": "a", "shm": True}])
     assert [(p["local_rank"], p["local_size"], p["leaders"]) for p in same] == [(0, 2, None), (1, 2, None)]
@@ -118,3 +138,42 @@ def test_plan_groups_ranks_by_node():
 def test_allreduce_setting_is_checked():
     with pytest.raises(ConfigError, match=r"supernet.allreduce must be one of auto, shm, backend, got 'nccl'"):
         SupernetConfig(allreduce="nccl")
+
+
+def _replica_worker(rank: int, port: int, allreduce: str, queue) -> None:
+    from raynas.train.loop import SupernetReplica
+    from tests.train.conftest import FACTORY, slice_mnist1d, small_config
+
+    replica = SupernetReplica(
+        factory=FACTORY, data=slice_mnist1d(), config=small_config(allreduce=allreduce), rank=rank, world_size=2
+    )
+    # a buffer name under a directory that does not exist: the node cannot make its buffer
+    spec = {"name": f"missing-{port}/buffer", "local_rank": rank, "local_size": 2, "leaders": None}
+    replica.connect(init_method=f"tcp://127.0.0.1:{port}", shm=spec)
+    try:
+        info = replica.setup(None)
+        replica.run(2)
+        queue.put((rank, info["allreduce"], replica.digest()))
+    except ConfigError as exc:
+        queue.put((rank, "error", str(exc)))
+    finally:
+        replica.close()
+
+
+@pytest.mark.parametrize("allreduce", ["auto", "shm"])
+def test_replicas_fall_back_to_gloo_or_refuse_when_the_buffer_cannot_be_made(allreduce):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    port = _free_port()
+    procs = [ctx.Process(target=_replica_worker, args=(r, port, allreduce, queue)) for r in range(2)]
+    for p in procs:
+        p.start()
+    results = sorted(queue.get(timeout=120) for _ in procs)
+    for p in procs:
+        p.join(timeout=60)
+    if allreduce == "auto":  # trains on over gloo, still in step
+        assert [r[1] for r in results] == ["gloo", "gloo"] and results[0][2] == results[1][2]
+    else:
+        assert [r[1] for r in results] == ["error", "error"]
+        assert results[0][2].startswith("supernet.allreduce is 'shm' but could not make ")
+        assert results[1][2].startswith("supernet.allreduce is 'shm' but another replica could not make its node's")
