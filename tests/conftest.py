@@ -1,8 +1,17 @@
-"""Shared fixtures: one real local Ray per test module."""
+"""Shared fixtures: one real local Ray per test module; a free local port."""
 
 from __future__ import annotations
 
+import socket
+
 import pytest
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")

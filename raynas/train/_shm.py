@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "agree_everywhere", "shm_name", "shm_path", "shm_supported"]
+__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "agree_everywhere", "shm_dir", "shm_name", "shm_path", "shm_supported"]
 
 _LINE = 8  # int64 per cache line: one rank's flag per line
 _ALIGN = 64
@@ -61,10 +61,14 @@ def shm_name() -> str:
     return f"raynas-allreduce-{uuid.uuid4().hex}"
 
 
+def shm_dir() -> str:
+    """Where this machine keeps the shared buffers: ``/dev/shm`` when there is one."""
+    return "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
+
+
 def shm_path(name: str) -> str:
-    """Where the buffer ``name`` lives on this machine: ``/dev/shm`` when there is one."""
-    root = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else tempfile.gettempdir()
-    return os.path.join(root, name)
+    """Where the buffer ``name`` lives on this machine (in :func:`shm_dir`)."""
+    return os.path.join(shm_dir(), name)
 
 
 class ShmAllReduce:

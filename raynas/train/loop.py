@@ -189,7 +189,7 @@ class _Batches:
             x, y = self.tensors[0][idx], self.tensors[1][idx]
         else:
             x, y = default_collate([self.dataset[int(i)] for i in index])[:2]
-            x, y = (x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True))
+            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
         return x, y
 
 
@@ -570,9 +570,7 @@ class SupernetReplica:
             total = loss
             if teacher is not None:
                 w = self.config.distill
-                kd = nn.functional.kl_div(
-                    torch.log_softmax(out.float(), dim=-1), teacher, reduction="batchmean"
-                )
+                kd = nn.functional.kl_div(torch.log_softmax(out.float(), dim=-1), teacher, reduction="batchmean")
                 total = (1.0 - w) * loss + w * kd
         self._backward(total / paths if paths > 1 else total)
         return out, loss

@@ -10,15 +10,14 @@ import pytest
 import torch
 
 from raynas.train import Callback, ReplicaFailure, load_checkpoint, train_supernet
-from raynas.train._shm import shm_path, shm_supported
+from raynas.train._shm import shm_dir, shm_supported
 from tests.train.conftest import FACTORY, small_config
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
 
 def _shm_files() -> set[str]:
-    root = os.path.dirname(shm_path("x"))
-    return {name for name in os.listdir(root) if name.startswith("raynas-allreduce-")}
+    return {name for name in os.listdir(shm_dir()) if name.startswith("raynas-allreduce-")}
 
 
 def _equal_states(a: dict, b: dict) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 import torch
 import torch.multiprocessing as mp
@@ -12,14 +10,9 @@ from raynas.train import SupernetConfig
 from raynas.train._shm import SharedMemoryTimeout, ShmAllReduce, agree_everywhere, shm_name, shm_path, shm_supported
 from raynas.train.config import ConfigError
 from raynas.train.replicas import shm_plan
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.skipif(not shm_supported(), reason="shared-memory all-reduce needs x86-64")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _tensors(rank: int, call: int) -> torch.Tensor:
@@ -58,7 +51,7 @@ def _run(nodes: list[list[int]], calls: int) -> dict[int, list[bytes]]:
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     names = [shm_name() for _ in nodes]
-    port = _free_port()
+    port = free_port()
     world = sum(len(n) for n in nodes)
     procs = [ctx.Process(target=_worker, args=(r, nodes, port, names, calls, queue)) for r in range(world)]
     for p in procs:
@@ -164,7 +157,7 @@ def _replica_worker(rank: int, port: int, allreduce: str, queue) -> None:
 def test_replicas_fall_back_to_gloo_or_refuse_when_the_buffer_cannot_be_made(allreduce):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    port = _free_port()
+    port = free_port()
     procs = [ctx.Process(target=_replica_worker, args=(r, port, allreduce, queue)) for r in range(2)]
     for p in procs:
         p.start()
