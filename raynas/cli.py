@@ -48,8 +48,11 @@ def build_model(factory: str, kwargs: dict | None = None) -> Any:
     fn = load_factory(factory)
     if not callable(fn):
         raise TypeError(f"factory {factory!r} is a {type(fn).__name__}, not a callable")
+    from raynas.nas.utils import mutable_counting_scope
+
     try:
-        model = fn(**(kwargs or {}))
+        with mutable_counting_scope():  # NNI's counter keys, as every raynas process builds them
+            model = fn(**(kwargs or {}))
     except TypeError as exc:
         raise TypeError(f"factory {factory!r} rejected kwargs {kwargs or {}!r}: {exc}") from None
     if not isinstance(model, nn.Module):
@@ -121,7 +124,12 @@ def search(config: str | None, local: bool, address: str | None, resume_dir: str
         click.echo(f"best architecture: {experiment.dir.location}/best_architecture.json")
 
 
-def _read_archs(path: str, space: dict) -> list[dict]:
+def _read_archs(path: str, space: Any) -> list[dict]:
+    """Architectures from a JSON file (a list, or one object), in the exported form.
+
+    ``space`` is the experiment's model: besides its keys, an unkeyed mutable's module path and
+    NNI's counter key (``InputChoice10``, as NNI's exported files write it) name it too.
+    """
     from raynas.nas.fixed import load_architecture
     from raynas.nas.space import to_exported
     from searchers.space import SearchSpaceError
@@ -156,7 +164,7 @@ def eval_(directory: str, archs_file: str, fmt: str) -> None:
     from raynas.experiment import Experiment
 
     experiment = Experiment.resume(directory, log=_log)
-    archs = _read_archs(archs_file, experiment.space)
+    archs = _read_archs(archs_file, experiment.model_factory())
     evaluator = experiment.evaluator(experiment.supernet_weights())
     rows = [{"arch": arch, **evaluator.evaluate(arch)} for arch in archs]
     if fmt == "json":
@@ -181,7 +189,7 @@ def retrain(directory: str, archs_file: str, local: bool, address: str | None, n
     from raynas.experiment import Experiment, init_ray
 
     experiment = Experiment.resume(directory, log=_log)
-    archs = _read_archs(archs_file, experiment.space)
+    archs = _read_archs(archs_file, experiment.model_factory())
     name = name or f"retrain-{Path(archs_file).stem}"
     if not local:
         init_ray(address)

@@ -20,6 +20,7 @@ import torch
 
 from raynas._io import write_atomic, write_json_atomic
 from raynas.nas.space import load_factory, to_decisions, to_exported
+from raynas.nas.utils import ScopedFactory
 from raynas.train.evaluate import WeightSharingEvaluator
 from searchers.space import parse_search_space
 
@@ -308,4 +309,4 @@ def model_factory(spec: str, kwargs: Mapping[str, Any]) -> Callable:
     fn = load_factory(spec)
     if not callable(fn):
         raise TypeError(f"model.factory {spec!r} is a {type(fn).__name__}, not a callable")
-    return functools.partial(fn, **kwargs) if kwargs else fn
+    return ScopedFactory(functools.partial(fn, **kwargs) if kwargs else fn)  # the same keys in every process

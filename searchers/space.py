@@ -209,14 +209,12 @@ class Choice:
         if isinstance(resolved, Weights):
             if exact:
                 raise self._fail("a tuner parameter chooses candidates, not weights", value)
-            if self.type == LAYER_CHOICE and not any(resolved):
-                raise self._fail("a layer choice needs at least one nonzero weight", value)
             return resolved
         n = len(resolved)
         if self.type == LAYER_CHOICE:
-            if n == 0 or (exact and n != 1):
-                rule = "exactly 1 candidate" if exact else "at least 1 candidate"
-                raise self._fail(f"a layer choice chooses {rule}", value)
+            # n == 0 is NNI's pruned edge (its DARTS export writes []): the LayerChoice gives None
+            if exact and n != 1:
+                raise self._fail("a layer choice chooses exactly 1 candidate", value)
         elif self.n_chosen is not None and (n > self.n_chosen or (exact and n != self.n_chosen)):
             bound = "exactly" if exact else "at most"
             raise self._fail(f"n_chosen={self.n_chosen} allows {bound} {self.n_chosen} candidates", value)

@@ -19,10 +19,18 @@ def test_readme_python_examples_run():
 
 
 def test_readme_port_example_trains_and_exports():
+    from raynas.nas.utils import reset_global_mutable_counting
+
+    reset_global_mutable_counting()  # as in a fresh script
     namespace: dict = {}
     exec(compile(_blocks()[0], str(README), "exec"), namespace)  # noqa: S102
     exported = namespace["mutator"].export()
-    assert set(exported) == {"op", "skip"} and exported["op"] in ("0", "1")
+    assert set(exported) == {"LayerChoice1", "InputChoice2"} and exported["LayerChoice1"] in ("0", "1")
+    fixed = namespace["Net"]()  # NNI's keys and the module paths both name the choices
+    from raynas.nas import apply_fixed_architecture
+
+    assert apply_fixed_architecture(fixed, {"op": "1", "skip": []}).export() == {
+        "LayerChoice3": "1", "InputChoice4": []}
 
 
 def _yaml_after(heading: str) -> str:

@@ -23,18 +23,19 @@ class FixedArchitecture(Mutator):
 
     Args:
         model: the model holding the mutables.
-        fixed_arc: one value per key of the model, in any form of DESIGN section 3 (names,
-            indices, lists, bool masks, float weights, ``{"_value", "_idx"}`` parameters).
+        fixed_arc: one value per key of the model, in any fixed form (names, indices, lists,
+            bool masks, float weights, ``{"_value", "_idx"}`` parameters); module paths and NNI
+            counter keys name unkeyed mutables too.
     """
 
     def __init__(self, model: nn.Module, fixed_arc: Mapping[str, Any]):
         super().__init__(model)
         choices = model_choices(self)
-        self._decisions = to_decisions(fixed_arc, choices)
+        self._decisions = to_decisions(fixed_arc, self)
         #: the whole architecture in the readable form (also keys whose LayerChoice was pruned).
         self.architecture: dict[str, Any] = to_exported(self._decisions, choices)
-        #: module path -> chosen index of every LayerChoice replaced by its chosen candidate.
-        self.replaced: dict[str, int] = {}
+        #: module path -> chosen candidate name of every LayerChoice replaced by that candidate.
+        self.replaced: dict[str, str] = {}
         self.reset()
 
     def sample_search(self) -> dict[str, torch.Tensor]:
@@ -75,12 +76,16 @@ def load_architecture(arch: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
 def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping[str, Any]) -> FixedArchitecture:
     """Fix every choice of ``model`` in place and return the bound :class:`FixedArchitecture`.
 
-    A LayerChoice whose decision picks exactly one candidate is replaced by that candidate, so
-    the fixed model holds no unused weights; the other mutables stay, driven by the mutator.
+    As in NNI, a LayerChoice whose decision picks exactly one candidate is replaced by that
+    candidate, unless it has ``return_mask=True`` (its caller unpacks ``(output, mask)``, so it stays
+    and keeps returning the mask). A LayerChoice that stays drops the candidates it never runs, so
+    the fixed model holds no unused weights; one fixed to nothing (``[]``: NNI's pruned edge) holds
+    no candidate at all and returns ``None``, which the InputChoice reading it skips.
 
     Args:
         model: a model holding mutables, not bound to a mutator.
-        arch: a dict or a JSON file, one value per key in any fixed form.
+        arch: a dict or a JSON file, one value per key in any fixed form; an unkeyed mutable
+            may also be named by its module path or by NNI's counter key.
 
     Returns:
         The mutator now bound to the model; ``.export()`` gives the whole architecture.
@@ -96,10 +101,11 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
             f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
             "(call .detach() on it, or fix a fresh model)"
         )
+    parsed = parse_model(model)
     choices = model_choices(model)
-    decisions = to_decisions(arch, choices)
-    key_of = {id(m): k for k, _p, m in parse_model(model).instances}
-    replaced: dict[str, int] = {}
+    decisions = to_decisions(arch, model)
+    key_of = {id(m): k for k, _p, m in parsed.instances}
+    replaced: dict[str, str] = {}
 
     def prune(module: nn.Module, prefix: str) -> None:
         for name, child in list(module._modules.items()):
@@ -107,12 +113,16 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
                 continue
             path = f"{prefix}.{name}" if prefix else name
             if isinstance(child, LayerChoice):
-                mask = decisions[key_of[id(child)]]
-                if mask.dtype == torch.bool and int(mask.sum()) == 1:
-                    index = int(mask.nonzero())
-                    module._modules[name] = child.choices[index]
-                    replaced[path] = index
+                decision = decisions[key_of[id(child)]]
+                used = decision != 0
+                if decision.dtype == torch.bool and int(used.sum()) == 1 and not child.return_mask:
+                    cand = child.names[int(used.nonzero())]
+                    module._modules[name] = child._modules[cand]
+                    replaced[path] = cand
                     continue
+                for cand, keep in zip(child.names, used.tolist()):
+                    if not keep:  # never run under this architecture: no dead weights
+                        child._modules[cand] = None
             prune(child, path)
 
     prune(model, "")
@@ -149,7 +159,7 @@ def copy_supernet_weights(
         src = key
         for prefix in prefixes:
             if key.startswith(prefix + "."):
-                src = f"{prefix}.choices.{replaced[prefix]}.{key[len(prefix) + 1:]}"
+                src = f"{prefix}.{replaced[prefix]}.{key[len(prefix) + 1:]}"
                 break
         if src not in source:
             raise KeyError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")

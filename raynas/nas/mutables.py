@@ -1,31 +1,42 @@
 """Mutables: the choices a supernet holds (NNI's classic ``LayerChoice`` / ``InputChoice``).
 
 A mutable does nothing by itself: its forward asks the mutator bound to the model what was
-decided for its key (``on_forward_layer_choice`` / ``on_forward_input_choice``). Keys are either
-given explicitly or assigned, when a mutator parses the model, from the module path
-(``blocks.2.op``), which is the same in every process that builds the model.
+decided for its key (``on_forward_layer_choice`` / ``on_forward_input_choice``). A key is either
+given explicitly or NNI's counter key (``LayerChoice1``), fixed at construction; readers of
+architectures also accept an unkeyed mutable's module path (``blocks.2.op``) as an alias.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
+from raynas.nas.utils import construction_serial, global_mutable_counting
+
 if TYPE_CHECKING:  # pragma: no cover
     from raynas.nas.mutator import BaseMutator
 
+_logger = logging.getLogger(__name__)
 __all__ = ["Mutable", "LayerChoice", "InputChoice", "MutableScope", "REDUCTIONS", "NO_KEY"]
 
 REDUCTIONS = ("sum", "mean", "concat", "none")
 NO_KEY = ""  # an input-choice candidate without a label (NNI's NO_KEY)
+# LayerChoice attributes a candidate name may not take (NNI reserves the first six)
+_RESERVED = frozenset({"length", "reduction", "return_mask", "_key", "key", "names", "choices", "name", "mutator"})
 
 
 def _check_key(key: Any) -> str | None:
-    if key is not None and (not isinstance(key, str) or not key):
-        raise TypeError(f"a mutable key must be a non-empty string or None, got {key!r}")
+    if key is None:
+        return None
+    if not isinstance(key, str):  # NNI converts with a warning; so do we
+        _logger.warning("mutable key %r is not a string; converted to %r", key, str(key))
+        key = str(key)
+    if not key:
+        raise ValueError("a mutable key must be a non-empty string or None, got ''")
     return key
 
 
@@ -42,45 +53,52 @@ class Mutable(nn.Module):
     """Base class of everything a mutator decides or observes.
 
     Args:
-        key: the decision key. ``None`` means "the module path", assigned when a mutator parses
-            the model. Mutables that share a key share one decision.
+        key: the decision key. ``None`` gives NNI's key: the class name plus the mutable counter
+            (``LayerChoice1``, ``InputChoice2``, ...), readable from construction on. raynas builds
+            models from a factory inside :func:`raynas.nas.utils.mutable_counting_scope`, so these keys
+            are the same in every process. Mutables that share a key share one decision.
     """
 
     def __init__(self, key: str | None = None):
         super().__init__()
-        self._explicit_key = _check_key(key)
-        self.__dict__["_assigned_key"] = None
+        key = _check_key(key)
+        self._auto_key = key is None
+        self._key: str = key if key is not None else f"{type(self).__name__}{global_mutable_counting()}"
+        self.__dict__["_serial"] = construction_serial()
+        self.__dict__["_name"] = None
         self.__dict__["_mutator"] = None
 
     @property
     def key(self) -> str:
-        """The decision key: the explicit one, else the module path assigned at parse time."""
-        key = self._explicit_key or self.__dict__["_assigned_key"]
-        if key is None:
-            raise RuntimeError(
-                f"this {type(self).__name__} has no explicit key and no mutator has parsed its model "
-                "yet; pass key=... or create a mutator for the model first"
-            )
-        return key
+        """The decision key: the explicit one, else NNI's counter key given at construction."""
+        return self._key
+
+    @property
+    def name(self) -> str:
+        """The module path in the model, once a mutator has parsed it (NNI's ``mutable.name``)."""
+        return self.__dict__.get("_name") or self._key
 
     @property
     def mutator(self) -> BaseMutator | None:
         """The mutator bound to this mutable, or ``None``."""
-        return self.__dict__["_mutator"]
+        return self.__dict__.get("_mutator")
 
     def _require_mutator(self) -> BaseMutator:
-        mutator = self.__dict__["_mutator"]
+        mutator = self.__dict__.get("_mutator")
         if mutator is None:
-            name = self._explicit_key or self.__dict__["_assigned_key"] or "(unkeyed)"
             raise RuntimeError(
-                f"{type(self).__name__} {name!r} has no mutator: create one for the model "
+                f"{type(self).__name__} {self._key!r} has no mutator: create one for the model "
                 "(e.g. RandomMutator(model)) or call apply_fixed_architecture(model, arch) first"
             )
         return mutator
 
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self.__dict__.setdefault("_mutator", None)
+        self.__dict__.setdefault("_name", None)
+
     def extra_repr(self) -> str:
-        key = self._explicit_key or self.__dict__["_assigned_key"]
-        return f"key={key!r}" if key else ""
+        return f"key={self._key!r}"
 
 
 class MutableScope(Mutable):
@@ -108,81 +126,111 @@ class MutableScope(Mutable):
 class LayerChoice(Mutable):
     """Choose one (or, under a multi-hot mask or weights, several) of some candidate modules.
 
+    The candidates are registered as submodules under their names, as NNI does (``"0"``, ``"1"``,
+    ... for a list), so a supernet ``state_dict`` has NNI's keys (``op.conv3.weight``). The choice
+    is a container: ``len(choice)``, ``iter(choice)``, ``choice["conv3"]`` / ``choice[0]``,
+    ``choice[i] = module`` and ``del choice["conv3"]``.
+
     Args:
         op_candidates: a list of modules (named ``"0"``, ``"1"``, ...) or a mapping of
             name -> module (an ``OrderedDict`` keeps its order).
         reduction: how several chosen outputs combine: ``sum``, ``mean``, ``concat`` or ``none``.
         return_mask: return ``(output, mask)`` instead of ``output``.
-        key: the decision key (default: the module path).
+        key: the decision key (default: NNI's counter key, see :class:`Mutable`).
     """
 
     def __init__(
         self,
         op_candidates: Sequence[nn.Module] | Mapping[str, nn.Module],
-        *,
         reduction: str = "sum",
         return_mask: bool = False,
         key: str | None = None,
     ):
         super().__init__(key)
-        if isinstance(op_candidates, Mapping):
-            names = list(op_candidates.keys())
-            modules = list(op_candidates.values())
-        elif isinstance(op_candidates, (Sequence, nn.ModuleList)) and not isinstance(op_candidates, str):
-            modules = list(op_candidates)
-            names = [str(i) for i in range(len(modules))]
+        name = self._key
+        if isinstance(op_candidates, (Mapping, nn.ModuleDict)):
+            pairs = list(op_candidates.items())
+        elif isinstance(op_candidates, (Sequence, nn.ModuleList, nn.Sequential)) and not isinstance(op_candidates, str):
+            pairs = [(str(i), m) for i, m in enumerate(op_candidates)]
         else:
             raise TypeError(
                 f"op_candidates must be a list or a dict of modules, got {type(op_candidates).__name__} "
-                f"for LayerChoice {key or '(unkeyed)'!r}"
+                f"for LayerChoice {name!r}"
             )
-        if not modules:
-            raise ValueError(f"op_candidates must not be empty for LayerChoice {key or '(unkeyed)'!r}")
-        for name, module in zip(names, modules):
-            if not isinstance(name, str) or not name:
-                raise TypeError(f"candidate names must be non-empty strings, got {name!r} in LayerChoice {key!r}")
+        if not pairs:
+            raise ValueError(f"op_candidates must not be empty for LayerChoice {name!r}")
+        self.reduction = _check_reduction(reduction, name)
+        self.return_mask = bool(return_mask)
+        self.names: list[str] = []
+        for cand, module in pairs:
+            if not isinstance(cand, str) or not cand or "." in cand:
+                raise TypeError(
+                    f"candidate names must be non-empty strings without '.', got {cand!r} in LayerChoice {name!r}"
+                )
             if not isinstance(module, nn.Module):
                 raise TypeError(
-                    f"candidate {name!r} of LayerChoice {key or '(unkeyed)'!r} must be an nn.Module, "
-                    f"got {type(module).__name__}"
+                    f"candidate {cand!r} of LayerChoice {name!r} must be an nn.Module, got {type(module).__name__}"
                 )
-        self.reduction = _check_reduction(reduction, key)
-        self.return_mask = bool(return_mask)
-        self.names: list[str] = names
-        self.choices = nn.ModuleList(modules)
+            if cand in self.names:
+                raise ValueError(f"candidate names must be distinct, got {cand!r} twice in LayerChoice {name!r}")
+            if cand in _RESERVED or cand in self.__dict__:
+                raise ValueError(
+                    f"candidate name {cand!r} of LayerChoice {name!r} is reserved (valid: any name but "
+                    f"{', '.join(sorted(_RESERVED))})"
+                )
+            self._modules[cand] = module  # not add_module: a name such as "double" may shadow a method
+            self.names.append(cand)
 
     @property
     def length(self) -> int:
-        """Number of candidates (the name NNI's mutators use)."""
-        return len(self.choices)
+        """Number of candidates (NNI's name; ``len(choice)`` works too)."""
+        return len(self.names)
+
+    @property
+    def choices(self) -> list[nn.Module]:
+        """The candidate modules in order (NNI's deprecated ``choices``; ``list(choice)`` works too)."""
+        return [self._modules[n] for n in self.names]
 
     def __len__(self) -> int:
-        return len(self.choices)
+        return len(self.names)
 
     def __iter__(self) -> Iterator[nn.Module]:
-        return iter(self.choices)
+        return (self._modules[n] for n in self.names)
 
     def index(self, name_or_index: str | int) -> int:
         """The position of a candidate given by name or index."""
         if isinstance(name_or_index, str):
             if name_or_index not in self.names:
                 raise KeyError(
-                    f"no candidate {name_or_index!r} in LayerChoice {self.extra_repr() or ''} "
-                    f"(valid: {', '.join(self.names)})"
+                    f"no candidate {name_or_index!r} in LayerChoice {self._key!r} (valid: {', '.join(self.names)})"
                 )
             return self.names.index(name_or_index)
         if isinstance(name_or_index, int) and not isinstance(name_or_index, bool):
             if not -len(self) <= name_or_index < len(self):
-                raise IndexError(f"candidate index {name_or_index} out of range for {len(self)} candidates")
+                raise IndexError(
+                    f"candidate index {name_or_index} out of range for {len(self)} candidates "
+                    f"of LayerChoice {self._key!r}"
+                )
             return name_or_index % len(self)
         raise TypeError(f"index a LayerChoice by name or int, got {name_or_index!r}")
 
-    def __getitem__(self, name_or_index: str | int) -> nn.Module:
-        return self.choices[self.index(name_or_index)]
+    def __getitem__(self, idx: str | int | slice) -> Any:
+        if isinstance(idx, slice):
+            return [self._modules[n] for n in self.names[idx]]
+        return self._modules[self.names[self.index(idx)]]
+
+    def __setitem__(self, idx: str | int, module: nn.Module | None) -> None:
+        self._modules[self.names[self.index(idx)]] = module
+
+    def __delitem__(self, idx: str | int | slice) -> None:
+        doomed = self.names[idx] if isinstance(idx, slice) else [self.names[self.index(idx)]]
+        for cand in doomed:
+            del self._modules[cand]
+            self.names.remove(cand)
 
     def named_candidates(self) -> list[tuple[str, nn.Module]]:
         """``[(name, module), ...]`` in order."""
-        return list(zip(self.names, self.choices))
+        return [(n, self._modules[n]) for n in self.names]
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
         out, mask = self._require_mutator().on_forward_layer_choice(self, *args, **kwargs)
@@ -199,7 +247,7 @@ class InputChoice(Mutable):
         n_chosen: how many inputs are chosen; ``None`` means any number, none included.
         reduction: ``sum``, ``mean``, ``concat`` or ``none``.
         return_mask: return ``(output, mask)`` instead of ``output``.
-        key: the decision key (default: the module path).
+        key: the decision key (default: NNI's counter key, see :class:`Mutable`).
 
     The forward takes a list of tensors, or a dict ``{label: tensor}`` ordered by ``choose_from``.
     With nothing chosen it returns ``None``.
@@ -217,7 +265,7 @@ class InputChoice(Mutable):
         key: str | None = None,
     ):
         super().__init__(key)
-        name = key or "(unkeyed)"
+        name = self._key
         if choose_from is not None:
             if isinstance(choose_from, str) or not isinstance(choose_from, Sequence):
                 raise TypeError(f"choose_from must be a list of labels, got {choose_from!r} for InputChoice {name!r}")
@@ -247,7 +295,7 @@ class InputChoice(Mutable):
         self.n_candidates = n_candidates
         self.choose_from: list[str] = choose_from if choose_from is not None else [NO_KEY] * n_candidates
         self.n_chosen = n_chosen
-        self.reduction = _check_reduction(reduction, key)
+        self.reduction = _check_reduction(reduction, name)
         self.return_mask = bool(return_mask)
 
     @property

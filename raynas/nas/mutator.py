@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
@@ -93,11 +93,49 @@ class ParsedModel:
         instances: ``(key, path, mutable)`` for every mutable instance, depth-first in definition
             order; a module reachable by several paths is listed once, at its first path.
         choices: ``{key: first LayerChoice/InputChoice with that key}`` in parse order.
+        aliases: ``{alias: key}`` for mutables without an explicit key: the module path, and the
+            counter key NNI gives when the model is the first thing built in a process
+            (``LayerChoice1``, ...) where it differs from the key. A key always wins over an alias.
     """
 
     tree: MutableTreeNode
     instances: tuple[tuple[str, str, Mutable], ...]
     choices: dict[str, LayerChoice | InputChoice]
+    aliases: dict[str, str] = field(default_factory=dict)
+
+    def canonical_key(self, key: str) -> str:
+        """``key`` itself when it is a key of the model, else the key its alias stands for (or ``key``)."""
+        if key in self.choices:
+            return key
+        return self.aliases.get(key, key)
+
+    def canonical(self, architecture: Mapping[str, Any], what: str = "architecture") -> dict[str, Any]:
+        """``architecture`` with alias keys (module paths, NNI counter keys) renamed to the model's keys.
+
+        Raises:
+            DecisionError: a key and its alias both appear.
+        """
+        out: dict[str, Any] = {}
+        source: dict[str, str] = {}
+        for key, value in architecture.items():
+            canon = self.canonical_key(key) if isinstance(key, str) else key
+            if canon in out:
+                raise DecisionError(
+                    f"keys {source[canon]!r} and {key!r} name the same mutable {canon!r} in the {what}; give one"
+                )
+            out[canon] = value
+            source[canon] = key
+        return out
+
+
+def _aliases(instances: list[tuple[str, str, Mutable]], keys: set[str]) -> dict[str, str]:
+    auto = [(m.__dict__["_serial"], key, path, m) for key, path, m in instances if m._auto_key]
+    aliases: dict[str, str] = {}
+    for number, (_serial, key, path, mutable) in enumerate(sorted(auto, key=lambda t: t[0]), start=1):
+        for alias in (path, f"{type(mutable).__name__}{number}"):
+            if alias and alias != key and alias not in keys:
+                aliases.setdefault(alias, key)
+    return aliases
 
 
 def _compatible(a: Mutable, b: Mutable) -> str | None:
@@ -121,7 +159,8 @@ def parse_model(model: nn.Module) -> ParsedModel:
     """Find a model's mutables and their keys without binding anything.
 
     The walk is depth-first in definition order; a module reachable by several paths is visited
-    once. A mutable's key is its explicit key, else its module path.
+    once. A mutable's key is its ``key`` (explicit, else NNI's counter key); unkeyed mutables are
+    also reachable by their module path (see :attr:`ParsedModel.aliases`).
 
     Args:
         model: the model.
@@ -130,8 +169,7 @@ def parse_model(model: nn.Module) -> ParsedModel:
         The :class:`ParsedModel`.
 
     Raises:
-        MutatorBindingError: a choice nested inside a LayerChoice, a root mutable without a key,
-            mutables that share a key but disagree on their candidates, or an InputChoice label
+        MutatorBindingError: a choice nested inside a LayerChoice, mutables that share a key but disagree on their candidates, or an InputChoice label
             that names a mutable which is not parsed before it.
     """
     if not isinstance(model, nn.Module):
@@ -142,11 +180,7 @@ def parse_model(model: nn.Module) -> ParsedModel:
 
     def visit(module: nn.Module, path: str, node: MutableTreeNode, inside: str | None) -> None:
         if isinstance(module, Mutable):
-            key = module._explicit_key or path
-            if not key:
-                raise MutatorBindingError(
-                    f"the model itself is a {type(module).__name__}; give it an explicit key=..."
-                )
+            key = module.key
             if inside is not None and isinstance(module, (LayerChoice, InputChoice)):
                 raise MutatorBindingError(
                     f"nested choices are not supported: {type(module).__name__} {key!r} "
@@ -186,7 +220,8 @@ def parse_model(model: nn.Module) -> ParsedModel:
                         "not defined before it; use an earlier key or a plain label"
                     )
     choices = {k: m for k, m in first.items() if isinstance(m, (LayerChoice, InputChoice))}
-    return ParsedModel(tree=root, instances=tuple(instances), choices=choices)
+    aliases = _aliases(instances, set(first))
+    return ParsedModel(tree=root, instances=tuple(instances), choices=choices, aliases=aliases)
 
 
 class BaseMutator(nn.Module, metaclass=abc.ABCMeta):
@@ -215,9 +250,8 @@ class BaseMutator(nn.Module, metaclass=abc.ABCMeta):
                 )
         self.__dict__["model"] = model
         self._parsed = parsed
-        for key, _path, mutable in parsed.instances:
-            if mutable._explicit_key is None:
-                mutable.__dict__["_assigned_key"] = key
+        for _key, path, mutable in parsed.instances:
+            mutable.__dict__["_name"] = path
             mutable.__dict__["_mutator"] = self
         model.__dict__["_raynas_mutator"] = self
 
@@ -232,8 +266,16 @@ class BaseMutator(nn.Module, metaclass=abc.ABCMeta):
         return [m for _k, _p, m in self._parsed.instances]
 
     @property
-    def choices(self) -> dict[str, LayerChoice | InputChoice]:
-        """``{key: LayerChoice or InputChoice}``, one per key, in parse order (no scopes)."""
+    def parsed(self) -> ParsedModel:
+        """What parsing the model found: the tree, every instance, the choices and key aliases."""
+        return self._parsed
+
+    @property
+    def choice_mutables(self) -> dict[str, LayerChoice | InputChoice]:
+        """``{key: LayerChoice or InputChoice}``, one per key, in parse order (no scopes).
+
+        (Not named ``choices``: NNI's own mutators assign ``self.choices``, e.g. DARTS' alphas.)
+        """
         return dict(self._parsed.choices)
 
     def detach(self) -> None:
@@ -354,6 +396,7 @@ class Mutator(BaseMutator):
         if not isinstance(decisions, Mapping):
             raise DecisionError(f"decisions must be a dict of key -> tensor, got {type(decisions).__name__}")
         choices = self._parsed.choices
+        decisions = self._parsed.canonical(decisions, "decisions")
         unknown = [k for k in decisions if k not in choices]
         if unknown:
             raise DecisionError(f"unknown key {unknown[0]!r} in decisions (valid keys: {', '.join(choices)})")
@@ -374,15 +417,17 @@ class Mutator(BaseMutator):
 
     def on_forward_layer_choice(self, mutable: LayerChoice, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
         mask, chosen, weights = self._plan_for(mutable.key)
+        modules, names = mutable._modules, mutable.names
         if weights is None and len(chosen) == 1 and mutable.reduction != "none":
-            return mutable.choices[chosen[0]](*args, **kwargs), mask
-        outs = [mutable.choices[i](*args, **kwargs) for i in chosen]
+            return modules[names[chosen[0]]](*args, **kwargs), mask
+        outs = [modules[names[i]](*args, **kwargs) for i in chosen]
         if weights is not None:
             outs = [out * weights[i] for out, i in zip(outs, chosen)]
         return reduce_tensors(mutable.reduction, outs), mask
 
     def on_forward_input_choice(self, mutable: InputChoice, tensor_list: list) -> tuple[Any, Any]:
         mask, chosen, weights = self._plan_for(mutable.key)
+        chosen = [i for i in chosen if tensor_list[i] is not None]  # a pruned edge's LayerChoice gave None
         outs = [tensor_list[i] for i in chosen]
         if weights is not None:
             outs = [out * weights[i] for out, i in zip(outs, chosen)]

@@ -46,7 +46,7 @@ def _choice_of(key: str, mutable: LayerChoice | InputChoice) -> Choice:
 
 def model_choices(model: nn.Module | BaseMutator) -> dict[str, Choice]:
     """``{key: Choice}`` (sorted by key) of a model, or of the model a mutator is bound to."""
-    parsed = model._parsed if isinstance(model, BaseMutator) else parse_model(model)
+    parsed = model.parsed if isinstance(model, BaseMutator) else parse_model(model)
     return {k: _choice_of(k, parsed.choices[k]) for k in sorted(parsed.choices)}
 
 
@@ -75,13 +75,29 @@ def _space(space: Mapping[str, Any] | nn.Module | BaseMutator) -> dict[str, Choi
     return parse_search_space(space)
 
 
+def _plain_arch(architecture: Any, space: Mapping[str, Any] | nn.Module | BaseMutator) -> Any:
+    """Tensors -> lists and, against a model, alias keys (module paths, NNI counter keys) -> keys."""
+    if not isinstance(architecture, Mapping):
+        return architecture
+    plain = {k: _plain(v) for k, v in architecture.items()}
+    if isinstance(space, (nn.Module, BaseMutator)):
+        parsed = space.parsed if isinstance(space, BaseMutator) else parse_model(space)
+        try:
+            plain = parsed.canonical(plain)
+        except ValueError as exc:
+            raise SearchSpaceError(str(exc)) from None
+    return plain
+
+
 def to_decisions(
     architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module
 ) -> dict[str, torch.Tensor]:
     """An architecture in any fixed form -> decisions ``{key: bool mask or float weights}``.
 
     Args:
-        architecture: one value per key, in any form of DESIGN section 3 (tensors too).
+        architecture: one value per key, in any fixed form (tensors too). Against a model, an
+            unkeyed mutable may also be named by its module path or NNI's counter key.
+            An empty value for a LayerChoice is NNI's pruned edge (an all-false mask).
         space: a search space (JSON or parsed) or a model to take it from.
 
     Returns:
@@ -91,7 +107,7 @@ def to_decisions(
         SearchSpaceError: a missing or unknown key, or a value that breaks its key's rule.
     """
     choices = _space(space)
-    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
+    plain = _plain_arch(architecture, space)
     out = {}
     for key, resolved in resolve_architecture(plain, choices).items():
         if isinstance(resolved, Weights):
@@ -105,14 +121,12 @@ def to_decisions(
 
 def to_parameters(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
     """An architecture in any form (tensors too) -> the tuner form ``{key: {"_value", "_idx"}}``."""
-    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
-    return _to_parameters(plain, _space(space))
+    return _to_parameters(_plain_arch(architecture, space), _space(space))
 
 
 def to_exported(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
     """An architecture in any form (tensors too) -> the readable exported form."""
-    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
-    return _to_exported(plain, _space(space))
+    return _to_exported(_plain_arch(architecture, space), _space(space))
 
 
 def load_factory(spec: str) -> Any:

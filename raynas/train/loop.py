@@ -89,7 +89,9 @@ def resolve_factory(factory: Callable[[], nn.Module] | str) -> Callable[[], nn.M
         factory = load_factory(factory)
     if not callable(factory):
         raise TypeError(f"a model factory must be callable or 'module:function', got {type(factory).__name__}")
-    return factory
+    from raynas.nas.utils import ScopedFactory
+
+    return ScopedFactory(factory)  # the same mutable keys in every process
 
 
 def resolve_data(data: Any) -> Mapping[str, Dataset]:
@@ -402,7 +404,7 @@ class SupernetReplica:
             "steps_per_epoch": self.steps_per_epoch,
             "epoch": self.epoch,
             "step": self.step,
-            "candidates": {k: list(_candidate_names(m)) for k, m in self.mutator.choices.items()},
+            "candidates": {k: list(_candidate_names(m)) for k, m in self.mutator.choice_mutables.items()},
             "allreduce": self._allreduce_name(),
         }
 
@@ -439,7 +441,7 @@ class SupernetReplica:
     # -- training -------------------------------------------------------------------------
 
     def _reset_counts(self) -> None:
-        self._counts = {k: np.zeros(m.length, dtype=np.int64) for k, m in self.mutator.choices.items()}
+        self._counts = {k: np.zeros(m.length, dtype=np.int64) for k, m in self.mutator.choice_mutables.items()}
 
     def _shard_indices(self) -> torch.Tensor:
         if self._shard is None:

@@ -166,8 +166,8 @@ def profile_costs(mutator: Mutator, example: torch.Tensor) -> PathCosts:
     """
     model = mutator.__dict__["model"]
     batch = int(example.shape[0]) if example.dim() else 1
-    choices = mutator.choices
-    instances = [(k, m) for k, _p, m in mutator._parsed.instances if isinstance(m, (LayerChoice, InputChoice))]
+    choices = mutator.choice_mutables
+    instances = [(k, m) for k, _p, m in mutator.parsed.instances if isinstance(m, (LayerChoice, InputChoice))]
     inside: set[int] = set()
     for _k, m in instances:
         if isinstance(m, LayerChoice):
@@ -331,13 +331,13 @@ class FairMutator(RandomMutator):
 
     def __init__(self, model: nn.Module, *, seed: int | None = None):
         super().__init__(model, seed=seed)
-        self.paths_per_step = max((m.length for m in self.choices.values() if isinstance(m, LayerChoice)), default=1)
+        self.paths_per_step = max((m.length for m in self.choice_mutables.values() if isinstance(m, LayerChoice)), default=1)
         self._queue: list[dict[str, torch.Tensor]] = []
 
     def _group(self) -> list[dict[str, torch.Tensor]]:
         m = self.paths_per_step
         group = [super(FairMutator, self).sample_search() for _ in range(m)]
-        for key, mutable in self.choices.items():
+        for key, mutable in self.choice_mutables.items():
             if not isinstance(mutable, LayerChoice):
                 continue
             order = list(self._rng.permutation(mutable.length))

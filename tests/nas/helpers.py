@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from raynas.nas import InputChoice, LayerChoice, MutableScope
+from raynas.nas.utils import ScopedFactory
 
 
 class Scale(nn.Module):
@@ -51,3 +52,9 @@ class TinyNet(nn.Module):
         a = self.second(self.first(c))
         skip = self.skip([s, a])
         return self.head(a if skip is None else a + skip)
+
+
+def tiny_net() -> TinyNet:
+    """A TinyNet built as raynas builds models (its own counter): keys Cell1, LayerChoice2, InputChoice3,
+    shared, InputChoice4."""
+    return ScopedFactory(TinyNet)()

@@ -5,7 +5,8 @@ import torch
 from torch import nn
 
 from raynas.nas import InputChoice, LayerChoice, MutableScope, MutatorBindingError, RandomMutator, generate_search_space
-from tests.nas.helpers import Scale, TinyNet
+from raynas.nas.utils import ScopedFactory, reset_global_mutable_counting
+from tests.nas.helpers import Scale, TinyNet, tiny_net
 
 
 def test_layer_choice_from_list_names_candidates_by_position():
@@ -35,7 +36,9 @@ def test_layer_choice_from_ordered_dict_keeps_names_and_order():
         ({"op_candidates": nn.ReLU()}, TypeError, "must be a list or a dict"),
         ({"op_candidates": {"": nn.ReLU()}}, TypeError, "non-empty strings"),
         ({"op_candidates": [nn.ReLU()], "reduction": "max"}, ValueError, r"unknown reduction 'max'.*sum, mean, concat, none"),
-        ({"op_candidates": [nn.ReLU()], "key": 3}, TypeError, "key must be a non-empty string"),
+        ({"op_candidates": [nn.ReLU()], "key": ""}, ValueError, "key must be a non-empty string"),
+        ({"op_candidates": {"names": nn.ReLU()}}, ValueError, "candidate name 'names' of LayerChoice .* is reserved"),
+        ({"op_candidates": {"a.b": nn.ReLU()}}, TypeError, "without '.', got 'a.b'"),
     ],
 )
 def test_layer_choice_rejects_bad_arguments(kwargs, error, match):
@@ -96,23 +99,62 @@ def test_calling_a_mutable_without_a_mutator_is_an_error():
         InputChoice(n_candidates=1)([torch.zeros(1)])
 
 
-def test_keys_are_module_paths_independent_of_construction_order():
-    class Net(nn.Module):
-        def __init__(self, reverse: bool):
+def test_unkeyed_mutables_take_nni_counter_keys_readable_in_init():
+    class Block(nn.Module):  # reads .key in __init__, as NNI's SPOS network does for its FLOPs table
+        def __init__(self, table):
             super().__init__()
-            ops = [LayerChoice([nn.ReLU(), nn.Tanh()]) for _ in range(2)]
-            if reverse:
-                ops.reverse()
-            self.blocks = nn.ModuleList([nn.Sequential(op) for op in ops])
-            self.named = LayerChoice([nn.ReLU()], key="explicit")
+            self.op = LayerChoice(OrderedDict(small=Scale(1.0), big=Scale(2.0)))
+            table[self.op.key] = [10, 20]
 
-    keys = [[m.key for m in RandomMutator(Net(reverse=r)).mutables] for r in (False, True)]
-    assert keys[0] == keys[1] == ["blocks.0.0", "blocks.1.0", "explicit"]
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.table = {}
+            self.blocks = nn.ModuleList([Block(self.table) for _ in range(2)])
+            self.skip = InputChoice(n_candidates=2)
+            self.named = LayerChoice([nn.ReLU()], key="explicit")  # an explicit key takes no number
+
+    reset_global_mutable_counting()
+    net = Net()
+    assert list(net.table) == ["LayerChoice1", "LayerChoice2"]
+    mutator = RandomMutator(net, seed=0)
+    assert [m.key for m in mutator.mutables] == ["LayerChoice1", "LayerChoice2", "InputChoice3", "explicit"]
+    mutator.reset()  # the keys never change: a FLOPs table built in __init__ still indexes the decisions
+    assert all(key in net.table for key in mutator.status() if key.startswith("LayerChoice"))
+    assert Net().blocks[0].op.key == "LayerChoice4"  # NNI's counter is process-wide ...
+    reset_global_mutable_counting()  # ... until reset, as NNI's _reset_global_mutable_counting does
+    assert Net().blocks[0].op.key == "LayerChoice1"
 
 
-def test_unkeyed_mutable_has_no_key_before_parsing():
-    with pytest.raises(RuntimeError, match="no explicit key"):
-        _ = LayerChoice([nn.ReLU()]).key
+def test_a_factory_builds_the_same_keys_whatever_was_built_before():
+    factory = ScopedFactory(TinyNet)
+    first = [m.key for m in RandomMutator(factory()).undedup_mutables]
+    for _ in range(3):
+        LayerChoice([nn.ReLU()])  # the process builds other mutables in between
+    again = [m.key for m in RandomMutator(factory()).undedup_mutables]
+    assert first == again == ["Cell1", "LayerChoice2", "InputChoice3", "shared", "shared", "InputChoice4"]
+    outer = LayerChoice([nn.ReLU()]).key  # the scope restores the process counter
+    assert outer == f"LayerChoice{int(LayerChoice([nn.ReLU()]).key[len('LayerChoice'):]) - 1}"
+
+
+def test_module_paths_and_first_build_counter_keys_are_aliases():
+    for _ in range(7):
+        LayerChoice([nn.ReLU()])  # the counter is not at 0: keys are LayerChoiceN with N > 7
+    net = TinyNet()
+    parsed = RandomMutator(net).parsed
+    keys = {m.name: m.key for m in (net.cell0, net.cell0.op, net.cell0.inp, net.skip)}
+    assert parsed.aliases["cell0.op"] == keys["cell0.op"] != "LayerChoice2"
+    assert parsed.aliases["LayerChoice2"] == keys["cell0.op"]  # what NNI names it in a fresh process
+    assert parsed.aliases["skip"] == parsed.aliases["InputChoice4"] == keys["skip"]
+    assert "first" not in parsed.aliases  # explicit keys have no alias
+
+
+def test_unkeyed_mutable_key_survives_pickling_and_deepcopy():
+    import copy
+    import pickle
+
+    lc = LayerChoice([nn.ReLU(), nn.Tanh()])
+    assert pickle.loads(pickle.dumps(lc)).key == copy.deepcopy(lc).key == lc.key
 
 
 def test_mutables_sharing_a_key_share_one_decision():
@@ -185,12 +227,12 @@ def test_mutable_scope_calls_enter_and_exit_also_on_error():
         def forward(self, x):
             raise ZeroDivisionError("inside the scope")
 
-    net = TinyNet()
+    net = tiny_net()
     net.boom = Boom(key="boom")
     mutator = Recording(net, seed=0)
     mutator.reset()
     net(torch.randn(2, 4))
-    assert events == [("enter", "cell0"), ("exit", "cell0")]
+    assert events == [("enter", "Cell1"), ("exit", "Cell1")]
     with pytest.raises(ZeroDivisionError):
         net.boom(torch.zeros(1))
     assert events[-2:] == [("enter", "boom"), ("exit", "boom")]

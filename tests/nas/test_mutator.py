@@ -16,8 +16,9 @@ from raynas.nas import (
     RandomMutator,
     generate_search_space,
 )
+from raynas.nas.utils import ScopedFactory
 from raynas.zoo.mnist1d import build_supernet
-from tests.nas.helpers import Scale, TinyNet
+from tests.nas.helpers import Scale, TinyNet, tiny_net
 
 
 class RandomMutatorFromTheSeed(Mutator):
@@ -72,14 +73,15 @@ def test_the_seed_random_mutator_trains_and_exports_json():
 
 
 def test_mutables_tree_traverses_pre_and_post_order():
-    mutator = RandomMutator(TinyNet())
+    mutator = RandomMutator(tiny_net())
     pre = [m.key for m in mutator.mutables.traverse(order="pre")]
     post = [m.key for m in mutator.mutables.traverse(order="post")]
-    assert pre == ["cell0", "cell0.op", "cell0.inp", "shared", "skip"]
-    assert post == ["cell0.op", "cell0.inp", "cell0", "shared", "skip"]
+    assert pre == ["Cell1", "LayerChoice2", "InputChoice3", "shared", "InputChoice4"]
+    assert post == ["LayerChoice2", "InputChoice3", "Cell1", "shared", "InputChoice4"]
     assert [m.key for m in mutator.mutables] == pre
     assert len([m.key for m in mutator.mutables.traverse(deduplicate=False)]) == 6
-    assert list(mutator.choices) == ["cell0.op", "cell0.inp", "shared", "skip"]
+    assert list(mutator.choice_mutables) == ["LayerChoice2", "InputChoice3", "shared", "InputChoice4"]
+    assert [m.name for m in mutator.mutables] == ["cell0", "cell0.op", "cell0.inp", "first", "skip"]
     with pytest.raises(ValueError, match="'pre' or 'post', got 'in'"):
         list(mutator.mutables.traverse(order="in"))
 
@@ -201,10 +203,12 @@ def test_mutator_is_abstract():
         Mutator(Pair("sum"))
 
 
-def test_scope_key_is_its_path():
+def test_unkeyed_scope_takes_a_counter_key_and_its_path_as_alias():
     class Net(nn.Module):
         def __init__(self):
             super().__init__()
             self.scope = MutableScope()
 
-    assert [m.key for m in RandomMutator(Net()).mutables] == ["scope"]
+    mutator = RandomMutator(ScopedFactory(Net)())
+    assert [m.key for m in mutator.mutables] == ["MutableScope1"]
+    assert mutator.parsed.aliases == {"scope": "MutableScope1"}

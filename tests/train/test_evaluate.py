@@ -70,7 +70,7 @@ def test_recalibration_resets_and_reestimates_batchnorm(trained, small_data):
     stale = WeightSharingEvaluator(factory=FACTORY, weights=trained, data=small_data, bn_batches=0)
     kept, _ = stale.build(CONV7)
     supernet = trained.state_dict()
-    assert torch.equal(kept.ops[0][1].running_mean, supernet["ops.0.choices.2.1.running_mean"])
+    assert torch.equal(kept.ops[0][1].running_mean, supernet["ops.0.conv7.1.running_mean"])
     assert stale.evaluate(CONV7)["val_loss"] != evaluator.evaluate(CONV7)["val_loss"]
 
 

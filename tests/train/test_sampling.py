@@ -103,7 +103,7 @@ def test_spos_falls_back_to_the_closest_path_when_a_bin_is_missed():
     mutator = SposMutator(model, costs=costs, bins=1000, constraint="both", max_tries=3, seed=2)
     for _ in range(50):
         mutator.reset()  # never stalls, always a valid path
-        assert set(mutator.status()) == set(mutator.choices)
+        assert set(mutator.status()) == set(mutator.choice_mutables)
     assert mutator.fallbacks > 0
     state = mutator.state_dict()
     other = SposMutator(build_supernet(), costs=costs, bins=1000, constraint="both", max_tries=3, seed=99)
