@@ -243,3 +243,21 @@ def test_a_shared_module_is_parsed_once():
     net = nn.Sequential(op, op)
     mutator = RandomMutator(net)
     assert [m.key for m in mutator.undedup_mutables] == ["op"]
+
+
+def test_factory_keys_agree_across_processes_whatever_each_built_before():
+    import subprocess
+    import sys
+
+    script = (
+        "import sys; from torch import nn; from raynas.nas import LayerChoice, RandomMutator;"
+        "from raynas.nas.utils import ScopedFactory; from tests.nas.helpers import TinyNet;"
+        "[LayerChoice([nn.ReLU()]) for _ in range(int(sys.argv[1]))];"
+        "print(','.join(m.key for m in RandomMutator(ScopedFactory(TinyNet)()).undedup_mutables))"
+    )
+    outputs = {
+        subprocess.run([sys.executable, "-c", script, str(n)], capture_output=True, text=True, check=True).stdout.strip()
+        for n in (0, 7)
+    }
+    here = ",".join(m.key for m in RandomMutator(ScopedFactory(TinyNet)()).undedup_mutables)
+    assert outputs == {here}
