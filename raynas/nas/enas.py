@@ -1,27 +1,40 @@
 """``EnasMutator``: an LSTM controller that samples paths, trained by REINFORCE (Pham et al. 2018).
 
-The controller walks the choices in parse order, one LSTM step per key. At each step a
-per-key linear head turns the LSTM state into logits (``tanh_constant * tanh(logits /
-temperature)`` as in ENAS) and the decision is drawn:
+The controller behaves as NNI v1.9's ``nni.nas.pytorch.enas.EnasMutator`` (same arguments, same
+meaning, same ``sample_log_prob`` / ``sample_entropy`` / ``sample_skip_penalty`` that NNI's
+``EnasTrainer`` reads after ``mutator.reset()``). It walks the mutable tree in pre-order, one
+decision per key:
 
-- a **LayerChoice**: one candidate from ``softmax(logits)``;
-- an **InputChoice with** ``n_chosen=None``: each input on its own, kept with probability
-  ``sigmoid(logit_i)`` (independent Bernoulli; any number, none included);
-- an **InputChoice with** ``n_chosen=k``: ``k`` distinct inputs, drawn one after the other from
-  the softmax over the inputs not yet taken (sampling without replacement).
+- a **LayerChoice**: one LSTM step, logits ``soft(h)`` (divided by ``temperature``, then
+  ``tanh_constant * tanh(.)``, then plus the fixed ``branch_bias`` of a key containing
+  ``"reduce"``), one candidate drawn from their softmax; the next LSTM input is the
+  candidate's embedding.
+- an **InputChoice**: every ``choose_from`` label is an *anchor*, the LSTM's hidden state saved
+  when the MutableScope of that key was left (with ``cell_exit_extra_step`` after one more
+  step). A label that has no anchor yet (a plain label, ``NO_KEY``, a LayerChoice's key) gets one
+  LSTM step and is anchored there. Attention of the current state over the anchors gives one
+  logit ``q_i`` per input (temperature and tanh as above). ``n_chosen=None``: input ``i`` is kept
+  with probability ``softmax([-q_i, q_i])[1]``, each on its own, and the KL divergence of
+  ``sigmoid([-q_i, q_i])`` from ``[1 - skip_target, skip_target]`` is added to
+  ``sample_skip_penalty``; the next input is the sum of the kept anchors over ``1 + kept``.
+  ``n_chosen=1``: one input from ``softmax(q)``; the next input is its anchor.
 
-The next LSTM input is the embedding of what was chosen (the mean of the chosen inputs'
-embeddings; zeros when none). Decisions are ``torch.bool`` masks. The sample's log-probability
-and entropy are kept (``sample_log_prob``, ``sample_entropy``; with a graph when sampled with
-gradients enabled). Draws come from the mutator's own numpy RNG, so a seed fixes the sequence and
-the RNG state travels in ``state_dict()``.
+``sample_log_prob`` is NNI's: the sample's *negative* log-probability (the summed cross-entropy of
+the decisions, each decision's terms reduced by ``entropy_reduction``), so NNI's REINFORCE loss is
+``sample_log_prob * (reward - baseline)``. ``sample_entropy`` is NNI's detached
+``-p log p`` of the drawn decisions, reduced the same way.
 
-:meth:`EnasMutator.arch_step` is one controller update: sample a path, score it on a batch of
-the architecture split (reward = accuracy + ``entropy_weight * entropy``, NNI's entropy bonus),
-update the moving-average baseline with the reward averaged across replicas, and take an Adam
-step on ``-log_prob * (reward - baseline)``. :meth:`sample_final` decodes greedily (the most
-likely decision at every step: argmax, Bernoulli ``p > 0.5``, the top ``k`` in turn), so the
-exported architecture is deterministic and draws nothing from the RNG.
+Draws come from torch's global RNG with NNI's calls (``torch.multinomial``) and the controller is
+initialised by the same constructors in the same order, so ``torch.manual_seed(s)`` reproduces a
+run. With ``seed=`` the controller is initialised from the seed and draws from its own numpy RNG
+(its state in ``state_dict()`` and in a pickle) without touching torch's global RNG.
+
+raynas extras (keyword-only): :meth:`EnasMutator.arch_step`, one REINFORCE step of the
+controller with NNI's trainer loss (used by ``raynas.train``); :meth:`sample_final` decodes
+greedily (the most likely decision at every step), so ``export()`` is deterministic and draws
+nothing (NNI's ``sample_final`` samples); :meth:`policy`; LayerChoices with different numbers of
+candidates (NNI requires one number; a choice with fewer uses the first logits) and InputChoices
+with ``n_chosen=0`` or ``k > 1`` (``k`` inputs drawn one after the other without replacement).
 """
 
 from __future__ import annotations
@@ -30,10 +43,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
-from raynas.nas.mutables import InputChoice, LayerChoice
+from raynas.nas.mutables import InputChoice, LayerChoice, MutableScope
 
 __all__ = ["EnasMutator", "EnasConfigError"]
 
@@ -42,48 +56,132 @@ class EnasConfigError(ValueError):
     """An ENAS setting breaks its rule (the message names the setting and the value)."""
 
 
-def _number(name: str, value: Any, *, minimum: float, strict: bool = False, maximum: float | None = None) -> float:
+def _number(
+    name: str,
+    value: Any,
+    *,
+    minimum: float | None = None,
+    strict: bool = False,
+    maximum: float | None = None,
+    strict_max: bool = False,
+) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise EnasConfigError(f"EnasMutator {name} must be a number, got {value!r}")
-    if value < minimum or (strict and value == minimum) or (maximum is not None and value > maximum):
-        rule = f"{'>' if strict else '>='} {minimum}" + (f" and <= {maximum}" if maximum is not None else "")
-        raise EnasConfigError(f"EnasMutator {name} must be {rule}, got {value!r}")
+    low = minimum is not None and (value < minimum or (strict and value == minimum))
+    high = maximum is not None and (value > maximum or (strict_max and value == maximum))
+    if low or high:
+        rules = []
+        if minimum is not None:
+            rules.append(f"{'>' if strict else '>='} {minimum}")
+        if maximum is not None:
+            rules.append(f"{'<' if strict_max else '<='} {maximum}")
+        raise EnasConfigError(f"EnasMutator {name} must be {' and '.join(rules)}, got {value!r}")
     return float(value)
 
 
+def _integer(name: str, value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise EnasConfigError(f"EnasMutator {name} must be an integer >= 1, got {value!r}")
+    return value
+
+
+def _param_name(key: str) -> str:
+    """A mutable key as a ParameterDict name (which may not contain dots)."""
+    return key.replace(".", "__")
+
+
+class _StackedLSTMCell(nn.Module):
+    """``layers`` LSTM cells without bias, each feeding its hidden state to the next."""
+
+    def __init__(self, layers: int, size: int):
+        super().__init__()
+        self.lstm_modules = nn.ModuleList(nn.LSTMCell(size, size, bias=False) for _ in range(layers))
+
+    def forward(
+        self, inputs: torch.Tensor, hidden: tuple[list[torch.Tensor], list[torch.Tensor]]
+    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+        prev_h, prev_c = hidden
+        next_h, next_c = [], []
+        for i, cell in enumerate(self.lstm_modules):
+            h, c = cell(inputs, (prev_h[i], prev_c[i]))
+            next_h.append(h)
+            next_c.append(c)
+            inputs = h
+        return next_h, next_c
+
+
+class _Walk:
+    """The controller's state during one sample (never kept on the mutator: it holds graphs)."""
+
+    def __init__(self, mutator: EnasMutator):
+        start = mutator.g_emb.detach()  # NNI feeds g_emb.data: the first input gets no gradient
+        zeros = [torch.zeros_like(start) for _ in range(mutator.lstm_num_layers)]
+        self.h, self.c = zeros, list(zeros)
+        self.inputs = start
+        self.anchors: dict[str, torch.Tensor] = {}
+        self.decisions: dict[str, torch.Tensor] = {}
+        self.policy: dict[str, list[float]] = {}
+        self.log_prob = torch.zeros((), device=start.device)
+        self.entropy = torch.zeros((), device=start.device)
+        self.skip_penalty = torch.zeros((), device=start.device)
+
+
 class EnasMutator(LearnableMutator):
-    """Paths sampled by an LSTM controller trained with REINFORCE.
+    """Paths sampled by an LSTM controller (NNI v1.9's ``EnasMutator``), trained with REINFORCE.
+
+    The positional arguments are NNI's, with NNI's meaning and defaults.
 
     Args:
         model: the model holding the mutables.
-        lstm_size: hidden size of the LSTM cell (and of the decision embeddings).
-        tanh_constant: logits become ``tanh_constant * tanh(logits / temperature)``
-            (``None``: raw logits).
-        temperature: softens the logits (``None``: 1).
-        entropy_weight: weight of the sample's entropy added to the reward.
-        baseline_decay: decay of the reward's moving-average baseline.
-        lr: Adam learning rate of the controller.
-        weight_decay: L2 weight decay of the controller.
-        grad_clip: clip the controller's gradient norm (after averaging) to this value (``None``:
-            no clipping).
-        seed: seeds the parameter initialisation and the sampling RNG.
+        lstm_size: hidden size of the controller's LSTM (and of the embeddings and attention).
+        lstm_num_layers: layers of the stacked LSTM.
+        tanh_constant: logits become ``tanh_constant * tanh(logits)`` (``None``: no tanh).
+        cell_exit_extra_step: one more LSTM step when the walk leaves a MutableScope, before its
+            hidden state is saved as the scope's anchor (the ENAS paper's cells).
+        skip_target: target probability of keeping an input of an ``n_chosen=None``
+            InputChoice; ``sample_skip_penalty`` is the KL divergence from it.
+        temperature: logits are divided by it before the tanh (``None``: 1).
+        branch_bias: fixed bias on the logits of a LayerChoice whose key contains ``"reduce"``:
+            ``+branch_bias`` for candidates whose type name contains ``"conv"``, ``-branch_bias``
+            for the others.
+        entropy_reduction: ``"sum"`` or ``"mean"``: how the terms of one decision (one per input
+            of an ``n_chosen=None`` InputChoice) are reduced in ``sample_log_prob`` and
+            ``sample_entropy``.
+        entropy_weight: (raynas, :meth:`arch_step`) weight of ``sample_entropy`` in the reward.
+        skip_weight: (raynas, :meth:`arch_step`) weight of ``sample_skip_penalty`` in the loss
+            (NNI's ``EnasTrainer`` default, 0.8).
+        baseline_decay: (raynas, :meth:`arch_step`) decay of the reward's moving average.
+        lr: (raynas) Adam learning rate of :attr:`arch_optimizer`.
+        weight_decay: (raynas) L2 weight decay of :attr:`arch_optimizer`.
+        grad_clip: (raynas, :meth:`arch_step`) clip the controller's gradient norm (after
+            averaging) to this value (``None``: no clipping).
+        seed: (raynas) ``None``: initialise and draw with torch's global RNG, as NNI does. An
+            int: initialise from it and draw from the mutator's own RNG (torch's global RNG is
+            left alone); the RNG state travels in ``state_dict()``.
 
     Attributes:
+        sample_log_prob: the latest sample's negative log-probability (a 0-dim tensor, with a
+            graph when sampled with gradients enabled).
+        sample_entropy: the latest sample's ``-p log p`` terms (a detached 0-dim tensor).
+        sample_skip_penalty: the latest sample's KL skip penalty (0-dim tensor, with a graph).
         arch_optimizer: the Adam optimizer of the controller.
-        baseline: the moving-average reward (``None`` before the first controller step; the
-            first step starts it at that step's mean reward).
-        sample_log_prob: log-probability of the latest sample (a tensor).
-        sample_entropy: entropy of the latest sample's decisions (a tensor).
+        baseline: the moving-average reward (``None`` before the first :meth:`arch_step`).
     """
 
     def __init__(
         self,
         model: nn.Module,
-        *,
         lstm_size: int = 64,
+        lstm_num_layers: int = 1,
         tanh_constant: float | None = 1.5,
+        cell_exit_extra_step: bool = False,
+        skip_target: float = 0.4,
         temperature: float | None = None,
+        branch_bias: float = 0.25,
+        entropy_reduction: str = "sum",
+        *,
         entropy_weight: float = 1e-4,
+        skip_weight: float = 0.8,
         baseline_decay: float = 0.95,
         lr: float = 3.5e-3,
         weight_decay: float = 0.0,
@@ -91,122 +189,191 @@ class EnasMutator(LearnableMutator):
         seed: int | None = None,
     ):
         super().__init__(model)
-        if isinstance(lstm_size, bool) or not isinstance(lstm_size, int) or lstm_size < 1:
-            raise EnasConfigError(f"EnasMutator lstm_size must be an integer >= 1, got {lstm_size!r}")
-        self.tanh_constant = None if tanh_constant is None else _number("tanh_constant", tanh_constant, minimum=0.0, strict=True)
-        self.temperature = None if temperature is None else _number("temperature", temperature, minimum=0.0, strict=True)
+        self.lstm_size = _integer("lstm_size", lstm_size)
+        self.lstm_num_layers = _integer("lstm_num_layers", lstm_num_layers)
+        self.tanh_constant = (
+            None if tanh_constant is None else _number("tanh_constant", tanh_constant, minimum=0.0, strict=True)
+        )
+        self.temperature = (
+            None if temperature is None else _number("temperature", temperature, minimum=0.0, strict=True)
+        )
+        if not isinstance(cell_exit_extra_step, bool):
+            raise EnasConfigError(
+                f"EnasMutator cell_exit_extra_step must be True or False, got {cell_exit_extra_step!r}"
+            )
+        self.cell_exit_extra_step = cell_exit_extra_step
+        self.skip_target = _number("skip_target", skip_target, minimum=0.0, strict=True, maximum=1.0, strict_max=True)
+        self.branch_bias = _number("branch_bias", branch_bias)
+        if entropy_reduction not in ("sum", "mean"):
+            raise EnasConfigError(f"EnasMutator entropy_reduction must be 'sum' or 'mean', got {entropy_reduction!r}")
+        self.entropy_reduction = entropy_reduction
         self.entropy_weight = _number("entropy_weight", entropy_weight, minimum=0.0)
+        self.skip_weight = _number("skip_weight", skip_weight, minimum=0.0)
         self.baseline_decay = _number("baseline_decay", baseline_decay, minimum=0.0, maximum=1.0)
         self.grad_clip = None if grad_clip is None else _number("grad_clip", grad_clip, minimum=0.0, strict=True)
         _number("lr", lr, minimum=0.0, strict=True)
         _number("weight_decay", weight_decay, minimum=0.0)
-        self._rng = np.random.default_rng(seed)
-        self._specs: list[tuple[str, int, int | None]] = [
-            (m.key, m.length, -1 if isinstance(m, LayerChoice) else m.n_chosen)
-            for m in self.mutables
-            if isinstance(m, (LayerChoice, InputChoice))
-        ]
-        self.lstm_size = lstm_size
-        self.lstm = nn.LSTMCell(lstm_size, lstm_size)
-        self.g_emb = nn.Parameter(torch.zeros(1, lstm_size))
-        self.heads = nn.ModuleList(nn.Linear(lstm_size, max(n, 1), bias=False) for _k, n, _c in self._specs)
-        self.embeddings = nn.ModuleList(nn.Embedding(max(n, 1), lstm_size) for _k, n, _c in self._specs)
-        generator = torch.Generator().manual_seed(int(self._rng.integers(2**62)))
-        with torch.no_grad():
-            for p in self.parameters():
-                p.copy_(torch.empty(p.shape).uniform_(-0.1, 0.1, generator=generator))
+        self.seed = seed
+        self._rng: np.random.Generator | None = None
+        if seed is None:
+            self._build()  # torch's global RNG, as NNI
+        else:
+            self._rng = np.random.default_rng(seed)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(int(self._rng.integers(2**62)))
+                self._build()
         first = next(iter(model.parameters()), None)
         self.to(first.device if first is not None else torch.device("cpu"))
         self.arch_optimizer = torch.optim.Adam(self.arch_parameters(), lr=float(lr), weight_decay=float(weight_decay))
         self.baseline: float | None = None
-        self._transient = ("sample_log_prob", "sample_entropy")  # graphs do not pickle
+        self._transient = ("sample_log_prob", "sample_entropy", "sample_skip_penalty")  # graphs do not pickle
         self.sample_log_prob: torch.Tensor | None = None
         self.sample_entropy: torch.Tensor | None = None
+        self.sample_skip_penalty: torch.Tensor | None = None
+
+    def _build(self) -> None:
+        """The controller's modules, created in NNI's order (so one torch seed, one init)."""
+        size = self.lstm_size
+        self.lstm = _StackedLSTMCell(self.lstm_num_layers, size)
+        self.attn_anchor = nn.Linear(size, size, bias=False)
+        self.attn_query = nn.Linear(size, size, bias=False)
+        self.v_attn = nn.Linear(size, 1, bias=False)
+        self.g_emb = nn.Parameter(torch.randn(1, size) * 0.1)
+        self.skip_targets = nn.Parameter(torch.tensor([1.0 - self.skip_target, self.skip_target]), requires_grad=False)
+        self.bias_dict = nn.ParameterDict()
+        self.max_layer_choice = 0
+        for mutable in self.mutables:
+            if not isinstance(mutable, LayerChoice):
+                continue
+            self.max_layer_choice = max(self.max_layer_choice, len(mutable))
+            if "reduce" in mutable.key:
+                bias = [self.branch_bias if "conv" in str(type(op)).lower() else -self.branch_bias for op in mutable]
+                self.bias_dict[_param_name(mutable.key)] = nn.Parameter(torch.tensor(bias), requires_grad=False)
+        self.embedding = nn.Embedding(self.max_layer_choice + 1, size)
+        self.soft = nn.Linear(size, max(self.max_layer_choice, 1), bias=False)
 
     # -- sampling ---------------------------------------------------------------------------
 
-    def _logits(self, i: int, h: torch.Tensor) -> torch.Tensor:
-        logits = self.heads[i](h).squeeze(0)
+    def _scale(self, logits: torch.Tensor) -> torch.Tensor:
         if self.temperature is not None:
             logits = logits / self.temperature
         if self.tanh_constant is not None:
             logits = self.tanh_constant * torch.tanh(logits)
         return logits
 
-    def _draw(self, probs: torch.Tensor) -> int:
+    def _draw(self, logits: torch.Tensor, greedy: bool, probs: torch.Tensor | None = None) -> torch.Tensor:
+        """One index per row of ``logits`` (a ``(rows,)`` long tensor on their device)."""
+        if greedy:
+            return torch.argmax(logits, dim=-1)
+        if probs is None:
+            probs = F.softmax(logits, dim=-1)
+        if self._rng is None:
+            return torch.multinomial(probs, 1).view(-1)  # torch's global RNG, as NNI
         p = probs.detach().double().cpu().numpy()
-        cdf = np.cumsum(p)
-        return int(min(np.searchsorted(cdf, self._rng.random() * cdf[-1], side="right"), len(p) - 1))
+        cdf = np.cumsum(p, axis=-1)
+        u = self._rng.random(p.shape[0]) * cdf[:, -1]
+        picks = [min(int(np.searchsorted(row, x, side="right")), p.shape[1] - 1) for row, x in zip(cdf, u)]
+        return torch.tensor(picks, dtype=torch.long, device=logits.device)
 
-    def _run(self, *, greedy: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, dict[str, list[float]]]:
-        device = self.g_emb.device
-        h = torch.zeros(1, self.lstm_size, device=device)
-        c = torch.zeros(1, self.lstm_size, device=device)
-        inp = self.g_emb
-        log_prob = torch.zeros((), device=device)
-        entropy = torch.zeros((), device=device)
-        decisions: dict[str, torch.Tensor] = {}
-        policy: dict[str, list[float]] = {}
-        for i, (key, n, k) in enumerate(self._specs):
-            h, c = self.lstm(inp, (h, c))
-            mask = torch.zeros(n, dtype=torch.bool)
-            if n == 0 or k == 0:
-                decisions[key] = mask
-                policy[key] = [0.0] * n
-                inp = torch.zeros(1, self.lstm_size, device=device)
-                continue
-            logits = self._logits(i, h)[:n]
-            if k == -1:  # layer choice: one candidate
-                logp = torch.log_softmax(logits, dim=-1)
-                probs = logp.exp()
-                idx = int(torch.argmax(probs)) if greedy else self._draw(probs)
-                log_prob = log_prob + logp[idx]
-                entropy = entropy - (probs * logp).sum()
-                mask[idx] = True
-                policy[key] = probs.detach().cpu().tolist()
-            elif k is None:  # any number: independent Bernoulli per input
-                p1 = torch.sigmoid(logits)
-                lp1, lp0 = nn.functional.logsigmoid(logits), nn.functional.logsigmoid(-logits)
-                pv = p1.detach().cpu().numpy()
-                picks = pv > 0.5 if greedy else self._rng.random(n) < pv
-                mask = torch.from_numpy(np.asarray(picks, dtype=bool))
-                log_prob = log_prob + torch.where(mask.to(device), lp1, lp0).sum()
-                entropy = entropy - (p1 * lp1 + (1 - p1) * lp0).sum()
-                policy[key] = pv.tolist()
-            else:  # k of n, without replacement
-                taken = torch.zeros(n, dtype=torch.bool, device=device)
-                for step in range(k):
-                    masked = logits.masked_fill(taken, float("-inf"))
-                    logp = torch.log_softmax(masked, dim=-1)
-                    probs = logp.exp()
-                    if step == 0:
-                        policy[key] = probs.detach().cpu().tolist()
-                    idx = int(torch.argmax(probs)) if greedy else self._draw(probs)
-                    log_prob = log_prob + logp[idx]
-                    entropy = entropy - torch.where(taken, torch.zeros_like(probs), probs * logp).sum()
-                    taken = taken.clone()
-                    taken[idx] = True
-                mask = taken.cpu()
-            chosen = mask.nonzero().flatten().to(device)
-            emb = self.embeddings[i](chosen) if len(chosen) else torch.zeros(1, self.lstm_size, device=device)
-            inp = emb.mean(dim=0, keepdim=True)
-            decisions[key] = mask
-        return decisions, log_prob, entropy, policy
+    def _step(self, walk: _Walk) -> None:
+        walk.h, walk.c = self.lstm(walk.inputs, (walk.h, walk.c))
+
+    def _account(self, walk: _Walk, log_prob: torch.Tensor) -> None:
+        reduce = torch.sum if self.entropy_reduction == "sum" else torch.mean
+        walk.log_prob = walk.log_prob + reduce(log_prob)
+        walk.entropy = walk.entropy + reduce((log_prob * torch.exp(-log_prob)).detach())
+
+    def _layer_choice(self, walk: _Walk, mutable: LayerChoice, greedy: bool) -> torch.Tensor:
+        n = len(mutable)
+        self._step(walk)
+        logits = self._scale(self.soft(walk.h[-1])[:, :n])
+        name = _param_name(mutable.key)
+        if name in self.bias_dict:
+            logits = logits + self.bias_dict[name]
+        index = self._draw(logits, greedy)
+        self._account(walk, F.cross_entropy(logits, index, reduction="none"))
+        walk.policy[mutable.key] = F.softmax(logits.detach(), dim=-1).view(-1).cpu().tolist()
+        walk.inputs = self.embedding(index)
+        return F.one_hot(index, num_classes=n).view(-1).bool().cpu()
+
+    def _input_choice(self, walk: _Walk, mutable: InputChoice, greedy: bool) -> torch.Tensor:
+        n, k = mutable.n_candidates, mutable.n_chosen
+        anchors = []
+        for label in mutable.choose_from:
+            if label not in walk.anchors:  # no scope of that key was left yet: anchor it here
+                self._step(walk)
+                walk.anchors[label] = walk.h[-1]
+            anchors.append(walk.anchors[label])
+        stacked = torch.cat(anchors, 0)  # (n, lstm_size)
+        q = self.v_attn(torch.tanh(self.attn_anchor(stacked) + self.attn_query(walk.h[-1])))  # (n, 1)
+        q = self._scale(q)
+        if k is None:  # each input on its own: a 2-way softmax per input over [-q, q]
+            logits = torch.cat([-q, q], 1)
+            # log_softmax([-q, q]) == logsigmoid([-2q, 2q]), elementwise (tiny row-wise softmaxes
+            # are slow on a busy machine's thread pool)
+            log_probs = F.logsigmoid(2.0 * logits)
+            keep = self._draw(logits, greedy, log_probs.exp())
+            skip_prob = torch.sigmoid(logits)
+            walk.skip_penalty = walk.skip_penalty + torch.sum(skip_prob * torch.log(skip_prob / self.skip_targets))
+            self._account(walk, -log_probs.gather(1, keep.view(-1, 1)).view(-1))
+            walk.policy[mutable.key] = log_probs.detach()[:, 1].exp().cpu().tolist()
+            walk.inputs = (torch.matmul(keep.float(), stacked) / (1.0 + torch.sum(keep))).unsqueeze(0)
+            return keep.bool().cpu()
+        logits = q.view(1, -1)
+        walk.policy[mutable.key] = F.softmax(logits.detach(), dim=-1).view(-1).cpu().tolist() if k else [0.0] * n
+        mask = torch.zeros(n, dtype=torch.bool, device=logits.device)
+        terms = []
+        for _ in range(k):  # NNI: k == 1; raynas: k inputs without replacement
+            masked = logits.masked_fill(mask.view(1, -1), float("-inf")) if terms else logits
+            index = self._draw(masked, greedy)
+            terms.append(F.cross_entropy(masked, index, reduction="none"))
+            mask = mask.clone()
+            mask[index] = True
+        if terms:
+            self._account(walk, torch.cat(terms))
+            chosen = mask.nonzero().view(-1).tolist()
+            walk.inputs = anchors[chosen[0]] if k == 1 else stacked[chosen].mean(0, keepdim=True)
+        return mask.cpu()
+
+    def _walk(self, greedy: bool) -> _Walk:
+        walk = _Walk(self)
+
+        def visit(node: Any) -> None:
+            mutable = node.mutable
+            if isinstance(mutable, LayerChoice) and mutable.key not in walk.decisions:
+                walk.decisions[mutable.key] = self._layer_choice(walk, mutable, greedy)
+            elif isinstance(mutable, InputChoice) and mutable.key not in walk.decisions:
+                walk.decisions[mutable.key] = self._input_choice(walk, mutable, greedy)
+            for child in node.children:
+                visit(child)
+            if isinstance(mutable, MutableScope) and mutable.key not in walk.anchors:
+                if self.cell_exit_extra_step:
+                    self._step(walk)
+                walk.anchors[mutable.key] = walk.h[-1]
+
+        visit(self.mutables)
+        return walk
 
     def sample_search(self) -> dict[str, torch.Tensor]:
-        decisions, self.sample_log_prob, self.sample_entropy, _ = self._run(greedy=False)
-        return decisions
+        walk = self._walk(greedy=False)
+        self.sample_log_prob, self.sample_entropy, self.sample_skip_penalty = (
+            walk.log_prob,
+            walk.entropy,
+            walk.skip_penalty,
+        )
+        return walk.decisions
 
     def sample_final(self) -> dict[str, torch.Tensor]:
+        """The most likely decision at every step (deterministic; draws nothing)."""
         with torch.no_grad():
-            return self._run(greedy=True)[0]
+            return self._walk(greedy=True).decisions
 
     def policy(self) -> dict[str, list[float]]:
-        """The controller's probabilities along the greedy path, ``{key: list of floats}``
-        (a LayerChoice's softmax, the Bernoulli keep-probabilities, or the first draw's softmax
-        of a ``k``-of-``n`` InputChoice). Draws nothing from the RNG."""
+        """The controller's probabilities along the greedy path, ``{key: list of floats}``: a
+        LayerChoice's softmax, the keep-probability of each input of an ``n_chosen=None``
+        InputChoice, the first draw's softmax of an ``n_chosen=k`` one. Draws nothing."""
         with torch.no_grad():
-            return self._run(greedy=True)[3]
+            return self._walk(greedy=True).policy
 
     # -- the controller step ----------------------------------------------------------------
 
@@ -222,13 +389,15 @@ class EnasMutator(LearnableMutator):
     ) -> dict[str, float]:
         """One REINFORCE step of the controller on a batch of the architecture split.
 
-        The sampled path is scored without gradients (the model stays in training mode, so
-        BatchNorm uses batch statistics, as the path was trained). ``train_batch``,
-        ``criterion``, ``lr`` and ``weight_decay`` are not used (the reward is the accuracy).
+        The loss is NNI's ``EnasTrainer``'s: ``sample_log_prob * (reward - baseline) +
+        skip_weight * sample_skip_penalty`` with reward ``accuracy + entropy_weight *
+        sample_entropy``. The sampled path is scored without gradients (the model stays in
+        training mode, so BatchNorm uses batch statistics, as the path was trained).
+        ``train_batch``, ``criterion``, ``lr`` and ``weight_decay`` are not used.
 
         Returns:
-            ``{"reward", "arch_accuracy", "entropy", "baseline"}`` (reward and accuracy this
-            replica's; the baseline is the same on every replica).
+            ``{"reward", "arch_accuracy", "entropy", "skip_penalty", "baseline"}`` (all but the
+            baseline this replica's; the baseline is the same on every replica).
         """
         model = self.__dict__["model"]
         x, y = arch_batch
@@ -247,8 +416,9 @@ class EnasMutator(LearnableMutator):
             self.baseline = mean_reward
         else:
             self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean_reward
-        loss = -self.sample_log_prob * (reward.detach() - self.baseline)
-        loss.backward()
+        loss = self.sample_log_prob * (reward.detach() - self.baseline) + self.skip_weight * self.sample_skip_penalty
+        if loss.requires_grad:
+            loss.backward()
         params = self.arch_parameters()
         grads = grads_of(params)
         if reduce is not None:
@@ -259,15 +429,17 @@ class EnasMutator(LearnableMutator):
         return {
             "reward": float(reward),
             "arch_accuracy": float(accuracy),
-            "entropy": float(self.sample_entropy.detach()),
+            "entropy": float(self.sample_entropy),
+            "skip_penalty": float(self.sample_skip_penalty.detach()),
             "baseline": float(self.baseline),
         }
 
     # -- state ------------------------------------------------------------------------------
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"rng": self._rng.bit_generator.state, "baseline": self.baseline}
+        return {"rng": None if self._rng is None else self._rng.bit_generator.state, "baseline": self.baseline}
 
     def _load_extra_state(self, state: dict[str, Any]) -> None:
-        self._rng.bit_generator.state = state["rng"]
+        if state.get("rng") is not None and self._rng is not None:
+            self._rng.bit_generator.state = state["rng"]
         self.baseline = state.get("baseline")

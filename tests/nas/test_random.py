@@ -1,3 +1,5 @@
+"""RandomMutator: uniform paths; NNI's torch global RNG without seed=, its own RNG with one."""
+
 import pickle
 from collections import Counter
 
@@ -5,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from raynas.nas import InputChoice, LayerChoice, RandomMutator
+from raynas.nas import InputChoice, LayerChoice, MutableScope, RandomMutator
 
 
 class Net(nn.Module):
@@ -75,3 +77,88 @@ def test_reset_applies_a_new_sample():
     assert len(paths) > 1
     assert isinstance(mutator.status()["op"][0], float)
     assert torch.is_tensor(mutator.sample_final()["op"])
+
+
+# -- seeding as in NNI: torch's global RNG unless seed= ---------------------------------------
+
+
+class Both(nn.Module):
+    """A LayerChoice, an any-number InputChoice and a 2-of-5 one, inside a scope (as NNI's
+    mutables iterate, the scope draws nothing)."""
+
+    def __init__(self):
+        super().__init__()
+        self.scope = Scope()
+        self.pick = InputChoice(n_candidates=5, n_chosen=2, key="pick")
+
+
+class Scope(MutableScope):
+    def __init__(self):
+        super().__init__("scope")
+        self.op = LayerChoice([nn.Identity() for _ in range(4)], key="op")
+        self.inp = InputChoice(n_candidates=5, n_chosen=None, key="inp")
+
+
+def test_unseeded_draws_nnis_torch_calls_from_the_global_rng():
+    """NNI v1.9 random/mutator.py: torch.randint per LayerChoice, torch.randint(2) per input of an
+    n_chosen=None InputChoice, torch.randperm for n_chosen=k; in the mutables' order."""
+    mutator = RandomMutator(Both())
+    torch.manual_seed(11)
+    samples = _samples(mutator, 5)
+    torch.manual_seed(11)
+    expected = []
+    for _ in range(5):
+        op = torch.randint(high=4, size=(1,)).item()
+        inp = torch.randint(high=2, size=(5,)).bool().tolist()
+        perm = torch.randperm(5)[:2].tolist()
+        expected.append({"op": [i == op for i in range(4)], "inp": inp, "pick": [i in perm for i in range(5)]})
+    assert samples == expected
+
+
+def test_torch_manual_seed_reproduces_an_unseeded_run():
+    runs = []
+    for seed in (0, 0, 1):
+        torch.manual_seed(seed)
+        runs.append(_samples(RandomMutator(Net(2)), 20))
+    assert runs[0] == runs[1] != runs[2]
+
+
+def test_construction_draws_nothing_and_a_seed_leaves_the_global_rng_alone():
+    net, other = Net(None), Net(None)
+    torch.manual_seed(0)
+    state = torch.get_rng_state()
+    RandomMutator(Net(3))
+    assert torch.equal(torch.get_rng_state(), state)
+    a = _samples(RandomMutator(net, seed=5), 10)
+    assert torch.equal(torch.get_rng_state(), state)
+    torch.manual_seed(1)
+    assert _samples(RandomMutator(other, seed=5), 10) == a
+
+
+def test_a_subclass_drawing_from_numpy_is_reproduced_by_torch_manual_seed_too():
+    class Shuffled(RandomMutator):  # raynas' SPOS / fair samplers draw extra numbers this way
+        def sample_search(self):
+            result = super().sample_search()
+            result["op"] = result["op"][torch.from_numpy(self._rng.permutation(4))]
+            return result
+
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(3)
+        runs.append(_samples(Shuffled(Net(None)), 10))
+    assert runs[0] == runs[1]
+
+
+def test_an_unseeded_mutator_pickles_and_keeps_drawing_from_torchs_rng():
+    mutator = RandomMutator(Net(2))
+    mutator.reset()
+    clone = pickle.loads(pickle.dumps(mutator))
+    torch.manual_seed(4)
+    expected = _samples(mutator, 10)
+    torch.manual_seed(4)
+    assert _samples(clone, 10) == expected
+    assert mutator.state_dict()["_extra_state"] == {"rng": None}  # torch's RNG is the caller's to save
+    seeded = RandomMutator(Net(2), seed=9)
+    reference = _samples(RandomMutator(Net(2), seed=9), 5)
+    seeded.load_state_dict(mutator.state_dict())  # nothing to restore: keeps its own sequence
+    assert _samples(seeded, 5) == reference
