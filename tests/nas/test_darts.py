@@ -125,25 +125,25 @@ def _set(mutator: DartsMutator, values: dict[str, list[float]]) -> None:
 def test_sample_final_keeps_top_k_edges_by_their_strongest_op_and_prunes_the_rest(caplog):
     model = Edges()
     mutator = DartsMutator(model)
-    # e2: "none" (last) is by far the largest logit: the strongest *op* is index 1, with a small weight
-    _set(mutator, {"e0": [2.0, 0.0, 0.0], "e1": [0.0, 0.5, 0.0], "e2": [0.0, 0.1, 5.0]})
+    # e0: "none" (last) is by far the largest logit: its strongest *op* is index 1, with a small weight
+    _set(mutator, {"e0": [0.0, 0.1, 5.0], "e1": [2.0, 0.0, 0.0], "e2": [0.0, 0.5, 0.0]})
     with caplog.at_level(logging.WARNING, logger="raynas.nas.darts"):
         final = {k: v.tolist() for k, v in mutator.sample_final().items()}
         mutator.sample_final()
     assert final == {
-        "e0": [True, False],
-        "e1": [False, True],
-        "e2": [False, False],  # its edge lost the top-2: pruned (NNI exports [])
-        "pick": [True, True, False, False],  # e0 (0.79), e1 (0.45) > e2 (0.01) > "x" (not a LayerChoice: 0)
+        "e0": [False, False],  # its edge lost the top-2: pruned (NNI exports [])
+        "e1": [True, False],
+        "e2": [False, True],
+        "pick": [False, True, False, True],  # e1 (0.79), e2 (0.45) > e0 (0.007) > "x" (not a LayerChoice: 0)
         "extra": [True, True],  # n_chosen=None: every input, nothing pruned
     }
     warnings = [r.getMessage() for r in caplog.records]
     assert len(warnings) == 1 and "'pick'" in warnings[0] and "'x'" in warnings[0]  # once per mutator
     exported = mutator.export()
-    assert exported == {"e0": "0", "e1": "1", "e2": [], "pick": ["e0", "e1"], "extra": ["x", "e0"]}
+    assert exported == {"e0": [], "e1": "0", "e2": "1", "pick": ["e1", "e2"], "extra": ["x", "e0"]}
     fixed = Edges()
     apply_fixed_architecture(fixed, exported)
-    assert _count(fixed.e2) == 0 and fixed(torch.randn(2, 4)).shape == (2, 3)
+    assert _count(fixed.e0) == 0 and fixed(torch.randn(2, 4)).shape == (2, 3)
 
 
 def test_toy_export_follows_nni_for_every_n_chosen():
@@ -462,10 +462,10 @@ def test_learn_inputs_gives_input_choices_alphas_softmax_and_sigmoid_gates():
 
 def test_learn_inputs_prunes_the_edges_its_top_k_drops():
     mutator = DartsMutator(Edges(), learn_inputs=True)
-    _set(mutator, {"pick": [0.0, 1.0, 0.5, -1.0], "extra": [1.0, -1.0]})
+    _set(mutator, {"pick": [1.0, 0.5, -1.0, -1.0], "extra": [1.0, -1.0]})
     final = mutator.export()
-    assert final["pick"] == ["e1", "x"] and final["e0"] == [] and final["e2"] == []
-    assert final["extra"] == ["x"]  # n_chosen=None drops e0 as an input, but prunes nothing by itself
+    assert final["pick"] == ["e0", "e1"] and final["e2"] == []
+    assert final["extra"] == ["x"] and final["e0"] in ("0", "1")  # n_chosen=None drops e0 but prunes nothing
 
 
 # -- the architecture step ----------------------------------------------------------------------
@@ -566,6 +566,9 @@ def test_a_subclass_that_replaces_an_alpha_after_init_trains_the_new_one(mnist1d
     x, y = mnist1d_small.tensors
     mutator.arch_step((x[:16], y[:16]))
     assert mutator.choices["op0"].detach().abs().sum() > 0
+    mutator.choices["op1"] = nn.Parameter(torch.zeros(len(mutator.choices["op1"])))  # after a step, too
+    mutator.arch_step((x[16:32], y[16:32]))
+    assert mutator.choices["op1"].detach().abs().sum() > 0
 
 
 def test_a_model_without_layer_choices_has_no_alpha_and_steps_anyway():
