@@ -71,7 +71,8 @@ def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 class LearnableMutator(Mutator):
     """A mutator with trainable parameters and its own optimizer (``arch_optimizer``).
 
-    Subclasses create their parameters and ``self.arch_optimizer`` in ``__init__`` and implement
+    Subclasses create their parameters and ``self.arch_optimizer`` in ``__init__`` (or define
+    ``arch_optimizer`` as a property, as :class:`~raynas.nas.DartsMutator` does) and implement
     :meth:`arch_step`. The optimizer's state travels in ``state_dict()`` (extra state), next to
     whatever a subclass adds in :meth:`_extra_state` / :meth:`_load_extra_state`.
     """

@@ -12,6 +12,7 @@ import torch
 
 from raynas.nas import to_decisions
 from raynas.train import CheckpointError, Callback, final_architecture, load_checkpoint, train_supernet
+from raynas.train.sampling import build_mutator
 from raynas.zoo.mnist1d import build_supernet
 from tests.train.conftest import FACTORY, small_config
 
@@ -51,9 +52,10 @@ def test_two_ray_replicas_keep_weights_and_arch_parameters_bit_identical(tmp_pat
     saved = json.loads((tmp_path / "architectures" / "epoch-0002.json").read_text())
     assert saved["architecture"] == architecture
     assert set(result.history[-1]["arch"]) >= ({"arch_loss"} if algorithm == "darts" else {"reward", "baseline"})
-    if algorithm == "darts":  # float decisions: every candidate trains every step
+    if algorithm == "darts":  # float decisions: every candidate trains every step, every input connected
         weights = rank0[-1]["path"]
-        assert all(0.0 < w < 1.0 for key in KEYS for w in weights[key])
+        assert all(0.0 < w < 1.0 for key in KEYS if key.startswith("op") for w in weights[key])
+        assert all(weights[key] == [1.0] * int(key[-1]) for key in KEYS if key.startswith("skip"))
         assert rank0[-1]["path"] == rank1[-1]["path"]
     else:  # independent sampling: each replica its own path, one controller
         assert sum(a["path"] == b["path"] for a, b in zip(rank0, rank1)) < 10
@@ -61,7 +63,8 @@ def test_two_ray_replicas_keep_weights_and_arch_parameters_bit_identical(tmp_pat
 
 def _alphas(checkpoint: dict) -> torch.Tensor:
     state = _arch_state(checkpoint)
-    return torch.cat([state[f"alphas.{i}"] for i in range(7)])
+    assert set(state) == {f"choices.op{i}" for i in range(4)}  # NNI: one alpha per LayerChoice
+    return torch.cat([state[f"choices.op{i}"] for i in range(4)])
 
 
 def test_local_darts_moves_alpha_and_exports(tmp_path, small_data):
@@ -106,7 +109,8 @@ def test_local_resume_continues_the_mutator_exactly(tmp_path, small_data, algori
 def test_arch_warmup_epochs_hold_the_architecture_still(tmp_path, small_data):
     config = small_config(algorithm="darts", epochs=1, replicas=1, arch_warmup_epochs=1.0)
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, local=True)
-    assert _alphas(load_checkpoint(result.checkpoint)).abs().max() == 0.0
+    initial = build_mutator(build_supernet(), config=config, rank=0, example=None)
+    assert torch.equal(_alphas(load_checkpoint(result.checkpoint)), torch.cat(list(initial.choices.values())))
     assert "arch" not in result.history[-1]
 
 
