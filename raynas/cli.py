@@ -91,7 +91,9 @@ def main() -> None:
     help="Output file (default: stdout).",
 )
 @user_errors
-def ss_gen(factory: str | None, kwargs_json: str | None, trial_command: str | None, trial_dir: str, output: str | None) -> None:
+def ss_gen(
+    factory: str | None, kwargs_json: str | None, trial_command: str | None, trial_dir: str, output: str | None
+) -> None:
     """Write the search space of the model built by FACTORY (``module:function``), nnictl format.
 
     With --trial-command, the space of the model an NNI classic-NAS trial script builds (the
@@ -261,9 +263,16 @@ def _table(rows: list[dict], columns: list[str]) -> None:
 @main.command("classic-nas")
 @click.argument("script", type=click.Path(dir_okay=False))
 @click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
-@click.option("--searcher", default="searchers:RandomTuner", show_default=True, help="A searchers.Tuner or Tune Searcher, module:Class.")
-@click.option("--searcher-kwargs", "searcher_kwargs", default=None, help="JSON object of constructor arguments for --searcher.")
-@click.option("--search-space", "search_space", type=click.Path(dir_okay=False), default=None, help="nnictl JSON (default: dry-run SCRIPT).")
+@click.option(
+    "--searcher",
+    default="searchers:RandomTuner",
+    show_default=True,
+    help="module:Class of a searchers.Tuner or a Tune Searcher.",
+)
+@click.option("--searcher-kwargs", default=None, help="JSON object of constructor arguments for --searcher.")
+@click.option(
+    "--search-space", type=click.Path(dir_okay=False), default=None, help="nnictl JSON (default: dry-run SCRIPT)."
+)
 @click.option("--num-samples", type=int, default=10, show_default=True, help="Trials (architectures) to run.")
 @click.option("--max-concurrent", type=int, default=None, help="Trials running at once at most.")
 @click.option("--metric", default="default", show_default=True, help="Result key the tuner optimizes.")
@@ -279,17 +288,39 @@ def _table(rows: list[dict], columns: list[str]) -> None:
 @click.option("--address", default=None, help="Ray cluster address (default: the job's cluster, or a local Ray).")
 @click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True, help="Tune's verbosity.")
 @user_errors
-def classic_nas(script: str, script_args: tuple, searcher: str, searcher_kwargs: str | None, search_space: str | None,
-                num_samples: int, max_concurrent: int | None, metric: str, mode: str, seed: int | None,
-                trial_dir: str | None, storage_path: str | None, name: str | None, cpus_per_trial: float,
-                gpus_per_trial: float, max_failures: int, restore: str | None, address: str | None, verbose: int) -> None:
+def classic_nas(
+    script: str,
+    script_args: tuple,
+    searcher: str,
+    searcher_kwargs: str | None,
+    search_space: str | None,
+    num_samples: int,
+    max_concurrent: int | None,
+    metric: str,
+    mode: str,
+    seed: int | None,
+    trial_dir: str | None,
+    storage_path: str | None,
+    name: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    max_failures: int,
+    restore: str | None,
+    address: str | None,
+    verbose: int,
+) -> None:
     """Run an NNI classic-NAS trial SCRIPT as Ray Tune trials searched by a tuner.
 
     The script is NNI's, with its imports changed (import raynas.nas.classic_nas as nni). Arguments
     for it follow `--`: raynas classic-nas trial.py --num-samples 8 -- --epochs 2
     """
     from raynas.experiment import init_ray
-    from raynas.nas.classic_nas import generate_search_space_from_command, load_search_space, result_rows, run_classic_nas
+    from raynas.nas.classic_nas import (
+        generate_search_space_from_command,
+        load_search_space,
+        result_rows,
+        run_classic_nas,
+    )
 
     kwargs = _parse_kwargs(searcher_kwargs)
     if search_space is None:

@@ -279,7 +279,9 @@ class CallLog:
         """Record that ``generate_parameters(parameter_id)`` returned ``parameters``."""
         self.records.append(["generate", parameter_id, copy.deepcopy(dict(parameters))])
 
-    def received(self, parameter_id: Any, parameters: Mapping[str, Any], value: Any, *, customized: bool = False) -> None:
+    def received(
+        self, parameter_id: Any, parameters: Mapping[str, Any], value: Any, *, customized: bool = False
+    ) -> None:
         """Record a ``receive_trial_result`` call."""
         self.records.append(["result", parameter_id, copy.deepcopy(dict(parameters)), value, bool(customized)])
 

@@ -20,7 +20,8 @@ The suite checks: exact parameters (``searchers.space.to_parameters`` form, vali
 ``n_chosen`` null / 0 / 1 / k / all, empty and repeated labels, one-candidate keys);
 ``generate_multiple_parameters``; determinism under a seed; no repeats where promised; a JSON
 checkpoint round trip with trials in flight (for a tuner that keeps no checkpoint, as NNI allows:
-a replay of its calls into a fresh tuner, as :class:`searchers.tune.TunerSearcher` restores it); pickling; asynchronous use (out-of-order results,
+a replay of its calls into a fresh tuner, as :class:`searchers.tune.TunerSearcher` restores it);
+pickling; asynchronous use (out-of-order results,
 failed trials, dict values, foreign and imported results) without stalling; errors on a bad space.
 """
 

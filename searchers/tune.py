@@ -135,7 +135,9 @@ class TunerSearcher(Searcher):
             raise TypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
         self._raw_points = list(points_to_evaluate or [])
         if parameter_id_key is not None and (not isinstance(parameter_id_key, str) or parameter_id_key == ARCH_KEY):
-            raise ValueError(f"parameter_id_key must be a str other than {ARCH_KEY!r} or None, got {parameter_id_key!r}")
+            raise ValueError(
+                f"parameter_id_key must be a str other than {ARCH_KEY!r} or None, got {parameter_id_key!r}"
+            )
         self.parameter_id_key = parameter_id_key
         self._log = CallLog()
         if search_space is not None:

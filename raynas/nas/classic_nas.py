@@ -4,9 +4,9 @@ In classic NAS every trial trains one architecture from scratch: a tuner propose
 trial script builds its model, calls ``get_and_apply_next_architecture(model)`` and reports its
 accuracy. An NNI trial script runs here with only its imports changed::
 
-    import raynas.nas.classic_nas as nni                                   # was: import nni
-    from raynas.nas import LayerChoice, InputChoice                        # was: from nni.nas.pytorch.mutables import ...
-    from raynas.nas.classic_nas import get_and_apply_next_architecture     # was: from nni.nas.pytorch.classic_nas import ...
+    import raynas.nas.classic_nas as nni  # was: import nni
+    from raynas.nas import LayerChoice, InputChoice  # was: from nni.nas.pytorch.mutables import ...
+    from raynas.nas.classic_nas import get_and_apply_next_architecture  # was: from nni.nas.pytorch.classic_nas ...
 
 This module holds both halves of the workflow:
 
@@ -53,7 +53,7 @@ from raynas.nas.trial import (
     trial_context,
     with_nni_trial,
 )
-from searchers.space import INPUT_CHOICE, LAYER_CHOICE, SearchSpaceError, parse_search_space
+from searchers.space import LAYER_CHOICE, SearchSpaceError, parse_search_space
 
 if TYPE_CHECKING:  # pragma: no cover
     from ray.tune import ResultGrid
@@ -203,7 +203,9 @@ def load_search_space(source: str | os.PathLike | Mapping[str, Any]) -> dict:
         try:
             data = json.loads(path.read_text())
         except json.JSONDecodeError as exc:
-            raise ClassicNASError(f"search space file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
+            raise ClassicNASError(
+                f"search space file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
+            ) from None
         if not isinstance(data, dict):
             raise ClassicNASError(f"search space file {str(path)!r} must hold a JSON object, got {type(data).__name__}")
     return {k: c.spec() for k, c in sorted(parse_search_space(data).items())}
@@ -269,7 +271,9 @@ def generate_search_space_from_command(
         return load_search_space(path)
 
 
-def run_trial_script(script: str | os.PathLike, args: Sequence[str] = (), *, cwd: str | os.PathLike | None = None) -> None:
+def run_trial_script(
+    script: str | os.PathLike, args: Sequence[str] = (), *, cwd: str | os.PathLike | None = None
+) -> None:
     """Run a Python script in this process as ``python script args...`` would (``__name__ == "__main__"``).
 
     ``sys.argv``, ``sys.path[0]`` (the script's folder) and the working directory are set for the run
@@ -331,7 +335,9 @@ def classic_nas_trial(
         logger.warning("trial script %r reported no result (call nni.report_final_result(value))", script)
 
 
-def _trainable(script: Path, script_args: Sequence[str], trial_dir: Path, metric: str, space: dict, cpus: float, gpus: float) -> Any:
+def _trainable(
+    script: Path, script_args: Sequence[str], trial_dir: Path, metric: str, space: dict, cpus: float, gpus: float
+) -> Any:
     from ray import tune
 
     trainable = tune.with_parameters(
@@ -429,7 +435,9 @@ def run_classic_nas(
     for label, value, low in (("num_samples", num_samples, 1), ("max_failures", max_failures, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ClassicNASError(f"{label} must be an int >= {low}, got {value!r}")
-    if max_concurrent is not None and (isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1):
+    if max_concurrent is not None and (
+        isinstance(max_concurrent, bool) or not isinstance(max_concurrent, int) or max_concurrent < 1
+    ):
         raise ClassicNASError(f"max_concurrent must be an int >= 1 or None, got {max_concurrent!r}")
     for label, value in (("cpus_per_trial", cpus_per_trial), ("gpus_per_trial", gpus_per_trial)):
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
@@ -483,7 +491,9 @@ def run_classic_nas(
     return tuner.fit()
 
 
-def result_rows(results: Any, search_space: Mapping[str, Any], metric: str = "default", mode: str = "max") -> list[dict]:
+def result_rows(
+    results: Any, search_space: Mapping[str, Any], metric: str = "default", mode: str = "max"
+) -> list[dict]:
     """One row per trial, best first: ``sequence``, the metric, ``status``, ``trial_id`` and ``arch``.
 
     ``arch`` is the trial's architecture in the readable exported form (``None`` where the config

@@ -35,7 +35,9 @@ class Net(nn.Module):
             ),
             key="op",
         )
-        self.op2 = LayerChoice([nn.Linear(width, width), nn.Sequential(nn.Linear(width, width), nn.Sigmoid())], key="op2")
+        self.op2 = LayerChoice(
+            [nn.Linear(width, width), nn.Sequential(nn.Linear(width, width), nn.Sigmoid())], key="op2"
+        )
         self.skip = InputChoice(n_candidates=2, n_chosen=1, key="skip")
         self.head = nn.Linear(width, 3)
         self.skip_taken = []

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import subprocess
 import sys
 from collections import OrderedDict
@@ -225,7 +224,7 @@ def test_ss_gen_trial_command_errors_are_one_line(tmp_path):
     cases = [
         (["ss-gen"], "either FACTORY (module:function) or --trial-command"),
         (["ss-gen", "m:f", "-t", "true"], "either FACTORY (module:function) or --trial-command"),
-        (["ss-gen", "-t", f"{sys.executable} plain.py"], "exited without writing the search space: does the script call"),
+        (["ss-gen", "-t", f"{sys.executable} plain.py"], "exited without writing the search space: does the script"),
         (["ss-gen", "-t", f"{sys.executable} broken.py"], "exited with code 1: cannot load data"),
         (["ss-gen", "-t", "true", "-d", str(tmp_path / "missing")], "trial directory"),
     ]
@@ -361,3 +360,19 @@ def test_an_own_tune_trainable_runs_nni_code_when_wrapped_and_fails_clearly_when
     unwrapped = fit(nni_style_trainable, 1, "unwrapped")
     assert len(unwrapped.errors) == 1
     assert "wrap the trainable with raynas.nas.trial.with_nni_trial(fn)" in str(unwrapped.errors[0])
+
+
+def test_the_readme_trial_script_runs_standalone(tmp_path):
+    import re
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Classic NAS"):]
+    script = re.search(r"```python\n(.*?)```", section, flags=re.S).group(1)
+    (tmp_path / "trial.py").write_text(script)
+    proc = subprocess.run([sys.executable, "trial.py"], capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert "This is in standalone mode, the chosen are the first one(s)." in proc.stderr
+    assert generate_search_space_from_command([sys.executable, "trial.py"], trial_dir=tmp_path) == {
+        "op": {"_type": "layer_choice", "_value": ["0", "1"]},
+        "skip": {"_type": "input_choice", "_value": {"candidates": ["", ""], "n_chosen": 1}},
+    }
