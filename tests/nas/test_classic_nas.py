@@ -222,11 +222,9 @@ def test_ss_gen_trial_command_errors_are_one_line(tmp_path):
     (tmp_path / "plain.py").write_text("print('no mutables here')\n")
     (tmp_path / "broken.py").write_text("raise SystemExit('cannot load data')\n")
     cases = [
-        (["ss-gen"], "either FACTORY (module:function) or --trial-command"),
         (["ss-gen", "m:f", "-t", "true"], "either FACTORY (module:function) or --trial-command"),
         (["ss-gen", "-t", f"{sys.executable} plain.py"], "exited without writing the search space: does the script"),
         (["ss-gen", "-t", f"{sys.executable} broken.py"], "exited with code 1: cannot load data"),
-        (["ss-gen", "-t", "true", "-d", str(tmp_path / "missing")], "trial directory"),
     ]
     for args, message in cases:
         result = run_cli(*args, cwd=tmp_path)
@@ -234,8 +232,10 @@ def test_ss_gen_trial_command_errors_are_one_line(tmp_path):
         error_lines = [line for line in result.stderr.splitlines() if line.startswith("raynas: error:")]
         assert len(error_lines) == 1 and message in error_lines[0], (args, result.stderr)
         assert "Traceback" not in result.stderr.replace("no mutables here", "")
-    with pytest.raises(ClassicNASError, match="exited with code 1: cannot load data"):
-        generate_search_space_from_command([sys.executable, "broken.py"], trial_dir=tmp_path)
+    with pytest.raises(FileNotFoundError, match="trial directory .*missing' does not exist"):
+        generate_search_space_from_command("true", trial_dir=tmp_path / "missing")
+    with pytest.raises(ClassicNASError, match="cannot run trial command"):
+        generate_search_space_from_command([str(tmp_path / "no-such-program")], trial_dir=tmp_path)
 
 
 # -- Ray Tune runs ---------------------------------------------------------------------------------------
