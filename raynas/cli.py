@@ -79,16 +79,43 @@ def main() -> None:
 
 
 @main.command("ss-gen")
-@click.argument("factory")
+@click.argument("factory", required=False)
 @click.option("--kwargs", "kwargs_json", default=None, help="JSON object of keyword arguments for FACTORY.")
-@click.option("-o", "--output", type=click.Path(dir_okay=False), default=None, help="Output file (default: stdout).")
+@click.option(
+    "-t",
+    "--trial-command",
+    default=None,
+    help="Instead of FACTORY: dry-run this trial command with NNI_GEN_SEARCH_SPACE set, as nnictl ss_gen does "
+    "(its get_and_apply_next_architecture(model) writes the space and exits).",
+)
+@click.option("-d", "--trial-dir", default=".", help="Directory to run --trial-command in (default: here).")
+@click.option(
+    "-o", "--output", "-f", "--file", "output", type=click.Path(dir_okay=False), default=None,
+    help="Output file (default: stdout).",
+)
 @user_errors
-def ss_gen(factory: str, kwargs_json: str | None, output: str | None) -> None:
-    """Write the search space of the model built by FACTORY (``module:function``), nnictl format."""
-    from raynas._io import write_json_atomic
-    from raynas.nas.space import generate_search_space
+def ss_gen(
+    factory: str | None, kwargs_json: str | None, trial_command: str | None, trial_dir: str, output: str | None
+) -> None:
+    """Write the search space of the model built by FACTORY (``module:function``), nnictl format.
 
-    space = generate_search_space(build_model(factory, _parse_kwargs(kwargs_json)))
+    With --trial-command, the space of the model an NNI classic-NAS trial script builds (the
+    command's output goes to stderr).
+    """
+    from raynas._io import write_json_atomic
+
+    if (factory is None) == (trial_command is None):
+        raise ValueError("ss-gen takes either FACTORY (module:function) or --trial-command, not both or neither")
+    if trial_command is not None:
+        from raynas.nas.classic_nas import generate_search_space_from_command
+
+        if kwargs_json:
+            raise ValueError("--kwargs applies to FACTORY, not to --trial-command (pass arguments in the command)")
+        space = generate_search_space_from_command(trial_command, trial_dir=trial_dir, echo=True)
+    else:
+        from raynas.nas.space import generate_search_space
+
+        space = generate_search_space(build_model(factory, _parse_kwargs(kwargs_json)))
     if output is None:
         click.echo(json.dumps(space, indent=2, sort_keys=True))
     else:
@@ -239,6 +266,92 @@ def _table(rows: list[dict], columns: list[str]) -> None:
     click.echo("  ".join(c.ljust(w) for c, w in zip(columns, widths)))
     for row in cells:
         click.echo("  ".join(v.ljust(w) for v, w in zip(row, widths)))
+
+
+@main.command("classic-nas")
+@click.argument("script", type=click.Path(dir_okay=False))
+@click.argument("script_args", nargs=-1, type=click.UNPROCESSED)
+@click.option(
+    "--searcher",
+    default="searchers:RandomTuner",
+    show_default=True,
+    help="module:Class of a searchers.Tuner or a Tune Searcher.",
+)
+@click.option("--searcher-kwargs", default=None, help="JSON object of constructor arguments for --searcher.")
+@click.option(
+    "--search-space", type=click.Path(dir_okay=False), default=None, help="nnictl JSON (default: dry-run SCRIPT)."
+)
+@click.option("--num-samples", type=int, default=10, show_default=True, help="Trials (architectures) to run.")
+@click.option("--max-concurrent", type=int, default=None, help="Trials running at once at most.")
+@click.option("--metric", default="default", show_default=True, help="Result key the tuner optimizes.")
+@click.option("--mode", type=click.Choice(["max", "min"]), default="max", show_default=True)
+@click.option("--seed", type=int, default=None, help="The searcher's seed (default: unseeded, as NNI).")
+@click.option("--trial-dir", default=None, help="Working directory of the trials (default: here).")
+@click.option("--storage-path", default=None, help="Tune storage (default: ~/ray_results).")
+@click.option("--name", default=None, help="Tune experiment name.")
+@click.option("--cpus-per-trial", type=float, default=1.0, show_default=True)
+@click.option("--gpus-per-trial", type=float, default=0.0, show_default=True)
+@click.option("--max-failures", type=int, default=0, show_default=True, help="Retries of a failed trial.")
+@click.option("--resume", "restore", default=None, help="Continue the Tune experiment at this path.")
+@click.option("--address", default=None, help="Ray cluster address (default: the job's cluster, or a local Ray).")
+@click.option("--verbose", type=click.IntRange(0, 3), default=1, show_default=True, help="Tune's verbosity.")
+@user_errors
+def classic_nas(
+    script: str,
+    script_args: tuple,
+    searcher: str,
+    searcher_kwargs: str | None,
+    search_space: str | None,
+    num_samples: int,
+    max_concurrent: int | None,
+    metric: str,
+    mode: str,
+    seed: int | None,
+    trial_dir: str | None,
+    storage_path: str | None,
+    name: str | None,
+    cpus_per_trial: float,
+    gpus_per_trial: float,
+    max_failures: int,
+    restore: str | None,
+    address: str | None,
+    verbose: int,
+) -> None:
+    """Run an NNI classic-NAS trial SCRIPT as Ray Tune trials searched by a tuner.
+
+    The script is NNI's, with its imports changed (import raynas.nas.classic_nas as nni). Arguments
+    for it follow `--`: raynas classic-nas trial.py --num-samples 8 -- --epochs 2
+    """
+    from raynas.experiment import init_ray
+    from raynas.nas.classic_nas import (
+        generate_search_space_from_command,
+        load_search_space,
+        result_rows,
+        run_classic_nas,
+    )
+
+    kwargs = _parse_kwargs(searcher_kwargs)
+    if search_space is None:
+        _log(f"dry run of {script} for its search space (NNI_GEN_SEARCH_SPACE)")
+        space = generate_search_space_from_command(
+            [sys.executable, script, *script_args], trial_dir=trial_dir or ".", echo=verbose > 0
+        )
+    else:
+        space = load_search_space(search_space)
+    init_ray(address)
+    results = run_classic_nas(
+        script, script_args, searcher=searcher, searcher_kwargs=kwargs, search_space=space, num_samples=num_samples,
+        max_concurrent=max_concurrent, metric=metric, mode=mode, seed=seed, trial_dir=trial_dir,
+        storage_path=storage_path, name=name, cpus_per_trial=cpus_per_trial, gpus_per_trial=gpus_per_trial,
+        max_failures=max_failures, verbose=verbose, restore=restore,
+    )
+    rows = result_rows(results, space, metric, mode)
+    click.echo(f"classic NAS: {len(rows)} trials, by {metric} ({mode}):")
+    _table([{**r, "arch": json.dumps(r["arch"], sort_keys=True)} for r in rows], ["sequence", metric, "status", "arch"])
+    best = next((r for r in rows if r[metric] is not None), None)
+    if best is not None:
+        click.echo(f"best architecture: {json.dumps(best['arch'], sort_keys=True)}")
+    click.echo(f"results: {results.experiment_path}")
 
 
 if __name__ == "__main__":  # pragma: no cover

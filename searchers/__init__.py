@@ -27,7 +27,15 @@ from searchers.space import (
     crossover_architectures,
     enumerate_architectures,
 )
-from searchers.base import OPTIMIZE_MODES, CheckpointError, NoMoreTrialError, Tuner, check_optimize_mode, metric_value
+from searchers.base import (
+    OPTIMIZE_MODES,
+    CallLog,
+    CheckpointError,
+    NoMoreTrialError,
+    Tuner,
+    check_optimize_mode,
+    metric_value,
+)
 from searchers.random import RandomTuner
 from searchers.evolution import EvolutionTuner
 from searchers.regularized_evolution import RegularizedEvolutionTuner
@@ -55,6 +63,7 @@ __all__ = [
     "crossover_architectures",
     "enumerate_architectures",
     "OPTIMIZE_MODES",
+    "CallLog",
     "CheckpointError",
     "NoMoreTrialError",
     "Tuner",

@@ -4,14 +4,23 @@ The contract, as NNI defines it: the driver calls ``update_search_space`` once, 
 ``generate_parameters(parameter_id)`` for every trial it starts, ``receive_trial_result`` with the
 trial's final metric, and ``trial_end`` when the trial is over (``success=False`` for a failed
 trial, which reports no result). Several trials may run at once, so calls interleave.
+
+As in NNI (``nni/tuner.py``, ``nni/recoverable.py``), a tuner must implement only
+``update_search_space``, ``generate_parameters`` (or ``generate_multiple_parameters``) and
+``receive_trial_result``; ``save_checkpoint`` / ``load_checkpoint`` are optional. A driver restores
+a tuner that keeps no checkpoint by replaying the calls it made (a :class:`CallLog`) into a fresh one.
 """
 
 from __future__ import annotations
 
 import abc
+import copy
+import inspect
+import logging
 import math
 import numbers
-from collections.abc import Callable, Iterable, Mapping
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -33,11 +42,14 @@ __all__ = [
     "NoMoreTrialError",
     "Tuner",
     "CheckpointError",
+    "CallLog",
     "check_optimize_mode",
     "metric_value",
 ]
 
 OPTIMIZE_MODES = ("maximize", "minimize")
+
+_logger = logging.getLogger(__name__)
 
 Arch = tuple  # one tuple of sorted candidate indices per key, in sorted key order
 
@@ -101,13 +113,30 @@ def metric_value(value: Any) -> float:
 class Tuner(abc.ABC):
     """An NNI-protocol tuner: proposes architectures and learns from their results.
 
-    Subclasses implement the five abstract methods; ``trial_end``, ``import_data`` and
-    ``generate_multiple_parameters`` have working defaults. A tuner must be picklable (it travels
-    into a Ray actor) and its checkpoint JSON-able. ``optimize_mode`` is ``"maximize"``,
+    Subclasses implement NNI's protocol methods: ``update_search_space``, ``generate_parameters``
+    (or, as NNI allows, ``generate_multiple_parameters`` instead) and ``receive_trial_result``;
+    ``trial_end``, ``import_data`` and ``generate_multiple_parameters`` have working defaults.
+    ``save_checkpoint`` / ``load_checkpoint`` are optional, as in NNI: the defaults keep no state
+    (``save_checkpoint`` returns ``None``), and a driver that resumes such a tuner
+    (:class:`searchers.tune.TunerSearcher` under ``Tuner.restore``) replays the calls it made into
+    a fresh tuner instead (:class:`CallLog`). A tuner must be picklable (it travels into a Ray actor)
+    and its checkpoint, when it keeps one, JSON-able. ``optimize_mode`` is ``"maximize"``,
     ``"minimize"`` or ``None`` (the tuner does not rank results); drivers negate values to match.
     """
 
     optimize_mode: str | None = None
+
+    def __new__(cls, *args: Any, **kwargs: Any) -> Tuner:
+        instance = super().__new__(cls)  # raises for missing abstract methods
+        if (
+            cls.generate_parameters is Tuner.generate_parameters
+            and cls.generate_multiple_parameters is Tuner.generate_multiple_parameters
+        ):
+            raise TypeError(
+                f"Can't instantiate tuner class {cls.__name__}: NNI's tuner protocol needs "
+                "generate_parameters (or generate_multiple_parameters)"
+            )
+        return instance
 
     @abc.abstractmethod
     def update_search_space(self, search_space: Mapping[str, Any]) -> None:
@@ -120,9 +149,8 @@ class Tuner(abc.ABC):
             SearchSpaceError: the space breaks a rule.
         """
 
-    @abc.abstractmethod
     def generate_parameters(self, parameter_id: Any, **kwargs: Any) -> dict:
-        """Propose the parameters of one new trial.
+        """Propose the parameters of one new trial (override this or ``generate_multiple_parameters``).
 
         Args:
             parameter_id: the driver's id for the trial (JSON-able, unique).
@@ -134,7 +162,9 @@ class Tuner(abc.ABC):
 
         Raises:
             NoMoreTrialError: nothing to propose now (wait for results) or ever.
+            NotImplementedError: the subclass overrides only ``generate_multiple_parameters``.
         """
+        raise NotImplementedError(f"{type(self).__name__} does not implement generate_parameters")
 
     @abc.abstractmethod
     def receive_trial_result(self, parameter_id: Any, parameters: dict, value: Any, **kwargs: Any) -> None:
@@ -182,24 +212,129 @@ class Tuner(abc.ABC):
             data: the records.
         """
 
-    @abc.abstractmethod
-    def save_checkpoint(self) -> dict:
+    def save_checkpoint(self) -> dict | None:
         """The tuner's whole state (space, RNG, population, pending trials) as JSON-able data.
 
-        Returns:
-            A dict that ``json.dumps`` accepts.
-        """
+        Optional, as in NNI: the default keeps no state and returns ``None``; a driver then
+        restores the tuner by replaying its calls into a fresh one (:class:`CallLog`).
 
-    @abc.abstractmethod
-    def load_checkpoint(self, state: Mapping[str, Any]) -> None:
-        """Restore what :meth:`save_checkpoint` returned, exactly (the same next proposals).
+        Returns:
+            A dict that ``json.dumps`` accepts, or ``None`` (no checkpoint).
+        """
+        _logger.debug("%s keeps no checkpoint (checkpoint path: %s)", type(self).__name__, self.get_checkpoint_path())
+        return None
+
+    def load_checkpoint(self, state: Mapping[str, Any] | None = None) -> None:
+        """Restore what :meth:`save_checkpoint` returned, exactly (the same next proposals). No-op.
+
+        NNI's own signature takes no argument (a tuner that checkpoints to files reads
+        :meth:`get_checkpoint_path`); drivers call it without one when the checkpoint is ``None``.
 
         Args:
-            state: a checkpoint of a tuner of this class.
+            state: a checkpoint of a tuner of this class, or ``None``.
 
         Raises:
             CheckpointError: the state belongs to another tuner class or format.
         """
+
+    def get_checkpoint_path(self) -> str | None:
+        """NNI's checkpoint folder: ``$NNI_CHECKPOINT_DIRECTORY`` when it is a folder, else ``None``."""
+        path = os.environ.get("NNI_CHECKPOINT_DIRECTORY")
+        return path if path is not None and os.path.isdir(path) else None
+
+    def _accept_customized_trials(self, accept: bool = True) -> None:
+        # NNI's opt-in for results of user-added trials; raynas drivers always pass them on
+        # (with customized=True), so the flag is only recorded.
+        self._accept_customized = accept
+
+
+def _calls_without_argument(method: Callable) -> bool:
+    try:
+        params = inspect.signature(method).parameters.values()
+    except (TypeError, ValueError):
+        return False
+    return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+class CallLog:
+    """The calls a driver made to a tuner, in order, as JSON-able records; replayable.
+
+    A tuner that keeps no checkpoint (``save_checkpoint()`` returns ``None``) is restored by
+    replaying the log into a fresh tuner of the same class and constructor arguments: the fresh
+    tuner sees the same ``generate_parameters`` / ``receive_trial_result`` / ``trial_end`` /
+    ``import_data`` calls in the same order, so a seeded, deterministic tuner ends in the very
+    state the original had (the same next proposals); any tuner at least learns every result.
+
+    Args:
+        records: records of an earlier log (``log.records``), e.g. read back from JSON.
+    """
+
+    def __init__(self, records: Iterable[Sequence[Any]] | None = None) -> None:
+        self.records: list[list] = [list(r) for r in records or []]
+        for i, record in enumerate(self.records):
+            if not record or record[0] not in ("generate", "result", "end", "import"):
+                raise CheckpointError(f"call log record {i} is not a tuner call: {record!r}")
+
+    def generated(self, parameter_id: Any, parameters: Mapping[str, Any]) -> None:
+        """Record that ``generate_parameters(parameter_id)`` returned ``parameters``."""
+        self.records.append(["generate", parameter_id, copy.deepcopy(dict(parameters))])
+
+    def received(
+        self, parameter_id: Any, parameters: Mapping[str, Any], value: Any, *, customized: bool = False
+    ) -> None:
+        """Record a ``receive_trial_result`` call."""
+        self.records.append(["result", parameter_id, copy.deepcopy(dict(parameters)), value, bool(customized)])
+
+    def ended(self, parameter_id: Any, success: bool) -> None:
+        """Record a ``trial_end`` call."""
+        self.records.append(["end", parameter_id, bool(success)])
+
+    def imported(self, data: Iterable[Mapping[str, Any]]) -> None:
+        """Record an ``import_data`` call."""
+        self.records.append(["import", copy.deepcopy([dict(r) for r in data])])
+
+    def clear(self) -> None:
+        """Forget every record (after a checkpoint made them unnecessary)."""
+        self.records.clear()
+
+    @property
+    def results(self) -> int:
+        """How many results (received or imported) the log holds."""
+        return sum(1 if r[0] == "result" else len(r[1]) if r[0] == "import" else 0 for r in self.records)
+
+    def replay(self, tuner: Tuner) -> None:
+        """Make the recorded calls on ``tuner`` (fresh, with its search space set), in order.
+
+        A replayed ``generate_parameters`` goes through ``generate_multiple_parameters([id])``
+        (the tuner's own proposal is discarded: the recorded parameters are what ran, and they
+        reach the tuner with the result); ``NoMoreTrialError`` there is ignored.
+
+        Args:
+            tuner: the fresh tuner.
+
+        Raises:
+            RuntimeError: a replayed call raised (the message names the call and the record).
+        """
+        for i, record in enumerate(self.records):
+            kind = record[0]
+            try:
+                if kind == "generate":
+                    try:
+                        tuner.generate_multiple_parameters([_pid(record[1])])
+                    except NoMoreTrialError:
+                        pass
+                elif kind == "result":
+                    extras = {"customized": True} if record[4] else {}
+                    tuner.receive_trial_result(_pid(record[1]), copy.deepcopy(record[2]), record[3], **extras)
+                elif kind == "end":
+                    tuner.trial_end(_pid(record[1]), record[2])
+                else:
+                    tuner.import_data(copy.deepcopy(record[1]))
+            except Exception as exc:
+                raise RuntimeError(
+                    f"replaying call {i} ({kind} of parameter id {record[1] if kind != 'import' else '-'!r}) "
+                    f"into a fresh {type(tuner).__name__} failed: {type(exc).__name__}: {exc}"
+                ) from exc
 
 
 # -- shared machinery of the shipped tuners ------------------------------------------------------

@@ -19,7 +19,9 @@ The suite checks: exact parameters (``searchers.space.to_parameters`` form, vali
 ``Choice.resolve(value, exact=True)``) on varied spaces (layer choices, input choices with
 ``n_chosen`` null / 0 / 1 / k / all, empty and repeated labels, one-candidate keys);
 ``generate_multiple_parameters``; determinism under a seed; no repeats where promised; a JSON
-checkpoint round trip with trials in flight; pickling; asynchronous use (out-of-order results,
+checkpoint round trip with trials in flight (for a tuner that keeps no checkpoint, as NNI allows:
+a replay of its calls into a fresh tuner, as :class:`searchers.tune.TunerSearcher` restores it);
+pickling; asynchronous use (out-of-order results,
 failed trials, dict values, foreign and imported results) without stalling; errors on a bad space.
 """
 
@@ -33,7 +35,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from searchers.base import NoMoreTrialError, Tuner
+from searchers.base import CallLog, NoMoreTrialError, Tuner
 from searchers.space import _parameter, canonical_hash, parse_search_space, space_size
 
 __all__ = [
@@ -168,6 +170,7 @@ def drive(
     objective: Callable[[Mapping[str, Any]], float] = _toy_value,
     start_id: int = 0,
     pending: list | None = None,
+    log: CallLog | None = None,
 ) -> tuple[list[dict], list]:
     """Run a tuner like an asynchronous driver: up to ``concurrency`` trials in flight.
 
@@ -187,6 +190,8 @@ def drive(
         pending: trials in flight ``[(id, parameters)]`` carried over from an earlier drive; the
             list is updated in place. ``None``: a fresh list, and every trial is completed at the
             end.
+        log: when given, every call made to the tuner after ``update_search_space`` is recorded
+            in it.
 
     Returns:
         ``(proposals, pending)``: the parameters proposed, in order, and the trials still in
@@ -207,12 +212,17 @@ def drive(
         done += 1
         if fail_every and done % fail_every == 0:
             tuner.trial_end(pid, False)
+            if log is not None:
+                log.ended(pid, False)
             return
         value: Any = objective(params)
         if dict_every and done % dict_every == 0:
             value = {"default": value, "extra": 1.0}
         tuner.receive_trial_result(pid, params, value)
         tuner.trial_end(pid, True)
+        if log is not None:
+            log.received(pid, params, value)
+            log.ended(pid, True)
 
     while len(proposals) < n:
         if len(pending) >= concurrency:
@@ -225,6 +235,8 @@ def drive(
                 break
             complete_one()
             continue
+        if log is not None:
+            log.generated(next_id, params)
         pending.append((next_id, params))
         proposals.append(params)
         next_id += 1
@@ -318,13 +330,19 @@ class TunerConformance:
         space = SPACES["mnist1d"]
         tuner = tuner_factory(3)
         pending: list = []
-        drive(tuner, space, 30, concurrency=4, fail_every=6, pending=pending)
+        log = CallLog()
+        drive(tuner, space, 30, concurrency=4, fail_every=6, pending=pending, log=log)
         assert pending, "the drive should leave trials in flight"
         state = tuner.save_checkpoint()
         state = json.loads(json.dumps(state))  # must be JSON-able
-        clone = tuner_factory(99)
-        clone.update_search_space(space)
-        clone.load_checkpoint(state)
+        if state is None:  # no checkpoint (optional in NNI): a fresh tuner, same arguments, replays the calls
+            clone = tuner_factory(3)
+            clone.update_search_space(space)
+            CallLog(json.loads(json.dumps(log.records))).replay(clone)
+        else:
+            clone = tuner_factory(99)
+            clone.update_search_space(space)
+            clone.load_checkpoint(state)
         original_next, _ = drive(tuner, None, 30, concurrency=4, seed=5, start_id=30, pending=list(pending))
         clone_next, _ = drive(clone, None, 30, concurrency=4, seed=5, start_id=30, pending=list(pending))
         assert original_next == clone_next

@@ -20,6 +20,7 @@ import copy
 import importlib
 import inspect
 import json
+import logging
 import math
 import numbers
 import os
@@ -29,7 +30,7 @@ from typing import Any
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 
-from searchers.base import NoMoreTrialError, Tuner
+from searchers.base import CallLog, NoMoreTrialError, Tuner, _calls_without_argument
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
@@ -45,6 +46,8 @@ __all__ = ["ARCH_KEY", "TunerSearcher", "to_tune_space", "from_tune_config", "lo
 ARCH_KEY = "arch"
 _MODES = ("max", "min")
 _COMBINATION_LIMIT = 100_000
+
+logger = logging.getLogger(__name__)
 
 
 class SearcherLoadError(ValueError):
@@ -83,7 +86,10 @@ class TunerSearcher(Searcher):
     returns ``None`` while trials of this searcher still run and ``Searcher.FINISHED`` once none
     does. ``save`` / ``restore`` carry the tuner checkpoint, the trial-id map and the pending
     ``points_to_evaluate``, so ``tune.Tuner.restore`` resumes without repeats; the searcher works
-    under ``ConcurrencyLimiter``.
+    under ``ConcurrencyLimiter``. A tuner that keeps no checkpoint (NNI's optional
+    ``save_checkpoint`` left out: it returns ``None``) is restored by replaying every call this
+    searcher made to it (a :class:`searchers.CallLog`, saved in its place) into the fresh tuner
+    that ``Tuner.restore`` unpickles; one log line says so.
 
     Values reach the tuner oriented for its ``optimize_mode``: with ``mode="min"`` and a tuner that
     maximizes (or ``"max"`` and one that minimizes), the metric is negated.
@@ -97,6 +103,9 @@ class TunerSearcher(Searcher):
         mode: ``"max"`` or ``"min"`` (``None``: values reach the tuner as reported).
         points_to_evaluate: architectures (any form ``searchers.space`` reads) to run first;
             their results reach the tuner with ``customized=True``.
+        parameter_id_key: when set, every suggested config also carries the tuner's parameter
+            id under this key (``{"arch": ..., key: id}``; ids count 0, 1, ... in suggestion
+            order, NNI's trial sequence ids).
     """
 
     def __init__(
@@ -107,6 +116,7 @@ class TunerSearcher(Searcher):
         metric: str | None = None,
         mode: str | None = None,
         points_to_evaluate: Sequence[Mapping[str, Any]] | None = None,
+        parameter_id_key: str | None = None,
     ) -> None:
         if not isinstance(tuner, Tuner):
             raise TypeError(
@@ -124,6 +134,12 @@ class TunerSearcher(Searcher):
         ):
             raise TypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
         self._raw_points = list(points_to_evaluate or [])
+        if parameter_id_key is not None and (not isinstance(parameter_id_key, str) or parameter_id_key == ARCH_KEY):
+            raise ValueError(
+                f"parameter_id_key must be a str other than {ARCH_KEY!r} or None, got {parameter_id_key!r}"
+            )
+        self.parameter_id_key = parameter_id_key
+        self._log = CallLog()
         if search_space is not None:
             self.set_search_space(search_space)
         elif self._raw_points:
@@ -197,13 +213,25 @@ class TunerSearcher(Searcher):
             parameters = self._points.pop(0)
         else:
             try:
-                parameters = self.tuner.generate_parameters(pid)
+                proposed = self.tuner.generate_multiple_parameters([pid])
             except NoMoreTrialError:
+                proposed = []
+            if not isinstance(proposed, list) or len(proposed) > 1:
+                got = f"{len(proposed)} parameter sets" if isinstance(proposed, list) else type(proposed).__name__
+                raise SearchSpaceError(
+                    f"{type(self.tuner).__name__}.generate_multiple_parameters must return a list of at most 1 "
+                    f"parameter set for 1 id, got {got}"
+                )
+            if not proposed:
                 return None if self._trials else Searcher.FINISHED
-            parameters = self._exact(parameters)
+            parameters = self._exact(proposed[0])
+            self._log.generated(pid, parameters)
         self._next_id += 1
         self._trials[trial_id] = {"pid": pid, "parameters": parameters, "customized": customized}
-        return {ARCH_KEY: copy.deepcopy(parameters)}
+        config = {ARCH_KEY: copy.deepcopy(parameters)}
+        if self.parameter_id_key is not None:
+            config[self.parameter_id_key] = pid
+        return config
 
     def _exact(self, parameters: Any) -> dict:
         choices = self._choices
@@ -227,10 +255,14 @@ class TunerSearcher(Searcher):
         )
         if not usable:
             self.tuner.trial_end(pid, False)
+            self._log.ended(pid, False)
             return
         kwargs = {"customized": True} if entry["customized"] else {}
-        self.tuner.receive_trial_result(pid, copy.deepcopy(parameters), self._sign() * float(value), **kwargs)
+        oriented = self._sign() * float(value)
+        self.tuner.receive_trial_result(pid, copy.deepcopy(parameters), oriented, **kwargs)
+        self._log.received(pid, parameters, oriented, customized=entry["customized"])
         self.tuner.trial_end(pid, True)
+        self._log.ended(pid, True)
 
     def add_evaluated_point(
         self,
@@ -254,16 +286,26 @@ class TunerSearcher(Searcher):
         if error or pruned:
             return
         arch = parameters[ARCH_KEY] if isinstance(parameters, Mapping) and ARCH_KEY in parameters else parameters
-        self.tuner.import_data([{"parameter": to_parameters(arch, self._space), "value": self._sign() * float(value)}])
+        records = [{"parameter": to_parameters(arch, self._space), "value": self._sign() * float(value)}]
+        self.tuner.import_data(copy.deepcopy(records))
+        self._log.imported(records)
 
     # -- state ---------------------------------------------------------------------------------
 
     def get_state(self) -> dict:
-        """Everything ``restore`` needs, JSON-able."""
+        """Everything ``restore`` needs, JSON-able.
+
+        Holds the tuner's checkpoint, or, for a tuner whose ``save_checkpoint`` returns ``None``,
+        the log of every call made to it (``"calls"``). After a checkpoint, the log is dropped.
+        """
+        checkpoint = self.tuner.save_checkpoint()
+        if checkpoint is not None:
+            self._log.clear()
         return {
             "format": 1,
             "tuner_class": f"{type(self.tuner).__module__}:{type(self.tuner).__qualname__}",
-            "tuner": self.tuner.save_checkpoint(),
+            "tuner": checkpoint,
+            "calls": None if checkpoint is not None else self._log.records,
             "search_space": self._space,
             "metric": self._metric,
             "mode": self._mode,
@@ -273,15 +315,46 @@ class TunerSearcher(Searcher):
         }
 
     def set_state(self, state: Mapping[str, Any]) -> None:
-        """Restore :meth:`get_state`'s data (the tuner is loaded from its checkpoint)."""
+        """Restore :meth:`get_state`'s data.
+
+        The tuner is loaded from its checkpoint; a tuner that kept none must be fresh (as
+        ``Tuner.restore`` unpickles it): NNI's argument-less ``load_checkpoint()`` is called, then
+        the search space is set and the recorded calls are replayed into it.
+
+        Raises:
+            ValueError: the state holds another tuner class, or a replay is asked of a searcher
+                that has already suggested trials.
+            RuntimeError: a replayed call failed.
+        """
         expected = f"{type(self.tuner).__module__}:{type(self.tuner).__qualname__}"
         if state.get("tuner_class") != expected:
             raise ValueError(f"searcher state holds a {state.get('tuner_class')!r} tuner, this searcher wraps {expected!r}")
+        replay = state["tuner"] is None
+        if replay:
+            if self._next_id or self._log.records:
+                raise ValueError(
+                    f"restoring {type(self.tuner).__name__} (no checkpoint) replays its calls into a fresh tuner, "
+                    f"but this searcher has already suggested {self._next_id} trials"
+                )
+            calls = CallLog(state.get("calls") or [])
+            if _calls_without_argument(self.tuner.load_checkpoint):
+                self.tuner.load_checkpoint()
         if state["search_space"] is not None:
             self._space = state["search_space"]
             self._choices = parse_search_space(self._space)
             self.tuner.update_search_space(self._space)
-        self.tuner.load_checkpoint(state["tuner"])
+        if replay:
+            calls.replay(self.tuner)
+            self._log = calls
+            logger.warning(
+                "TunerSearcher: %s keeps no checkpoint (save_checkpoint() returned None): replayed its %d recorded "
+                "calls (%d results) into the fresh tuner",
+                type(self.tuner).__name__,
+                len(calls.records),
+                calls.results,
+            )
+        else:
+            self.tuner.load_checkpoint(state["tuner"])
         self._metric = state["metric"] if self._metric is None else self._metric
         self._mode = state["mode"] if self._mode is None else self._mode
         self._trials = {str(k): dict(v) for k, v in state["trials"].items()}

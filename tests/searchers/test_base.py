@@ -68,13 +68,49 @@ def test_abstract_methods_are_required():
 
     with pytest.raises(TypeError, match="abstract"):
         Partial()
-    assert Tuner.__abstractmethods__ == {
-        "update_search_space",
-        "generate_parameters",
-        "receive_trial_result",
-        "save_checkpoint",
-        "load_checkpoint",
-    }
+    # NNI's protocol (nni/tuner.py): generate_parameters or generate_multiple_parameters; checkpoints optional
+    assert Tuner.__abstractmethods__ == {"update_search_space", "receive_trial_result"}
+
+    class NoGenerate(Tuner):
+        def update_search_space(self, search_space):
+            pass
+
+        def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+            pass
+
+    with pytest.raises(TypeError, match="NoGenerate: NNI's tuner protocol needs generate_parameters"):
+        NoGenerate()
+
+    class MultipleOnly(NoGenerate):
+        def generate_multiple_parameters(self, parameter_id_list, **kwargs):
+            return [{"k": {"_value": "a", "_idx": 0}} for _ in parameter_id_list]
+
+    tuner = MultipleOnly()
+    assert tuner.generate_multiple_parameters([0, 1]) == [{"k": {"_value": "a", "_idx": 0}}] * 2
+    with pytest.raises(NotImplementedError, match="MultipleOnly does not implement generate_parameters"):
+        tuner.generate_parameters(2)
+
+
+def test_checkpoints_are_optional_no_ops_as_in_nni(monkeypatch, tmp_path):
+    class ThreeMethods(Tuner):
+        def update_search_space(self, search_space):
+            self.space = search_space
+
+        def generate_parameters(self, parameter_id, **kwargs):
+            return {}
+
+        def receive_trial_result(self, parameter_id, parameters, value, **kwargs):
+            pass
+
+    tuner = ThreeMethods()
+    assert tuner.save_checkpoint() is None
+    assert tuner.load_checkpoint() is None and tuner.load_checkpoint({"x": 1}) is None
+    monkeypatch.delenv("NNI_CHECKPOINT_DIRECTORY", raising=False)
+    assert tuner.get_checkpoint_path() is None
+    monkeypatch.setenv("NNI_CHECKPOINT_DIRECTORY", str(tmp_path))
+    assert tuner.get_checkpoint_path() == str(tmp_path)
+    tuner._accept_customized_trials()
+    assert tuner._accept_customized is True
 
 
 def test_defaults_of_the_optional_hooks():
