@@ -299,7 +299,10 @@ def run_trial_script(
     try:
         if cwd is not None:
             os.chdir(cwd)
-        runpy.run_path(path, run_name="__main__")
+        from raynas.nas.utils import mutable_counting_scope
+
+        with mutable_counting_scope():  # the script's counter keys are those of a fresh process, actor reused or not
+            runpy.run_path(path, run_name="__main__")
     except SystemExit as exc:
         if exc.code not in (None, 0):
             raise ClassicNASError(f"trial script {str(script)!r} exited with code {exc.code!r}") from None
