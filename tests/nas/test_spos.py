@@ -136,6 +136,12 @@ def _paths(mutator, n: int) -> list[dict]:
     return [_plain(mutator.sample_search()) for _ in range(n)]
 
 
+def _np_state() -> tuple:
+    """numpy's global RNG state, comparable with ``==`` (the key array, the position, ...)."""
+    name, keys, *rest = np.random.get_state()
+    return (name, tuple(keys.tolist()), *rest)
+
+
 def _random_mutator_follows_torch() -> bool:
     """Whether an unseeded RandomMutator draws from torch's global RNG, as NNI's does."""
     out = []
@@ -172,18 +178,22 @@ def test_the_flops_table_uses_nni_keys_and_reads_masks_and_tuner_parameters():
         assert model.get_candidate_flops(path) == model.get_candidate_flops(to_parameters(path, model))
 
 
-@pytest.mark.parametrize("target", range(7))
-def test_each_try_draws_a_bin_uniformly(target):
-    """A FLOPs function that always lands in bin ``target``: a try hits with probability 1/7,
-    whichever the bin, so a path takes 7 tries on average (geometric)."""
-    func = _Counting(target + 0.5)  # inside bin `target` of [0, 7] cut in 7
-    mutator = SPOSSupernetTrainingMutator(net(), func, 0, 7, 7, 10_000, seed=target)
+@pytest.mark.parametrize(
+    ("value", "hit"),
+    [(b + 0.5, 1 / 7) for b in range(7)] + [(0.0, 1 / 7), (3.0, 2 / 7), (7.0, 1 / 7)],
+)
+def test_each_try_draws_a_bin_uniformly(value, hit):
+    """A FLOPs function that always returns ``value``: [0, 7] cut in 7 closed bins, a try hits
+    with probability 1/7 whichever bin holds the value (2/7 on an inner edge, in two bins), so a
+    path takes 1/hit tries on average (geometric)."""
+    func = _Counting(value)
+    mutator = SPOSSupernetTrainingMutator(net(), func, 0, 7, 7, 200, seed=int(value * 2))  # P(200 misses) < 1e-13
     n = 600
     for _ in range(n):
         mutator.sample_search()
     mean = func.calls / n
-    sd = math.sqrt((1 - 1 / 7) / (1 / 7) ** 2 / n)  # of the mean of n geometric(1/7) counts
-    assert abs(mean - 7) < 4 * sd, mean
+    sd = math.sqrt((1 - hit) / hit**2 / n)  # of the mean of n geometric(hit) counts
+    assert abs(mean - 1 / hit) < 4 * sd, mean
     assert mutator.fallbacks == 0
 
 
@@ -227,6 +237,7 @@ def test_a_timeout_logs_a_warning_and_returns_a_plain_random_path(caplog):
     with caplog.at_level(logging.WARNING, logger="raynas.nas.spos"):
         path = mutator.sample_search()
     assert func.calls == 5
+    assert _plain(path) == _paths(RandomMutator(net(), seed=0), 6)[5]  # one more draw after the 5 tries
     assert [r.getMessage() for r in caplog.records] == ["Failed to sample a flops-valid candidate within 5 tries."]
     assert set(path) == set(mutator.choice_mutables)
     assert all(v.dtype == torch.bool and int(v.sum()) == 1 for v in path.values())
@@ -238,9 +249,9 @@ def test_a_timeout_logs_a_warning_and_returns_a_plain_random_path(caplog):
 def test_without_flops_func_it_is_random_mutator():
     spos = SPOSSupernetTrainingMutator(net(), seed=4)
     assert _paths(spos, 20) == _paths(RandomMutator(net(), seed=4), 20)
-    before = np.random.get_state()[1].copy()
+    before = _np_state()
     SPOSSupernetTrainingMutator(net()).sample_search()  # unseeded: numpy's global RNG untouched
-    assert np.array_equal(np.random.get_state()[1], before)
+    assert _np_state() == before
 
 
 def test_unseeded_bins_come_from_numpys_global_rng():
@@ -304,9 +315,9 @@ def test_a_seed_owns_the_rngs():
         model = net()
         flops = all_flops(model)
         mutator = SPOSSupernetTrainingMutator(model, model.get_candidate_flops, min(flops), max(flops), seed=seed)
-        np_state, torch_state = np.random.get_state()[1].copy(), torch.get_rng_state()
+        np_state, torch_state = _np_state(), torch.get_rng_state()
         paths = _paths(mutator, 20)
-        assert np.array_equal(np.random.get_state()[1], np_state)  # the global RNGs are not touched
+        assert _np_state() == np_state  # the global RNGs are not touched
         assert torch.equal(torch.get_rng_state(), torch_state)
         return paths
 

@@ -93,7 +93,7 @@ _SPOS = {"algorithm": "spos", "flops_func": "get_candidate_flops", "flops_lb": 2
 @pytest.mark.parametrize(
     ("changes", "words"),
     [
-        ({"flops_func": "get flops"}, ["supernet.flops_func", "method name", "'package.module:function'", "'get flops"]),
+        ({"flops_func": "get flops"}, ["supernet.flops_func", "'package.module:function'", "'get flops"]),
         ({"flops_func": "a:b:c"}, ["supernet.flops_func", "'a:b:c'"]),
         ({"flops_func": 3}, ["supernet.flops_func", "got 3"]),
         ({"algorithm": "random"}, ["supernet.flops_func", "'spos'", "algorithm='random'", "'get_candidate_flops'"]),

@@ -171,6 +171,7 @@ def test_build_mutator_spos_with_a_flops_func_is_nnis_mutator():
     ("spec", "words"),
     [
         ("get_flops", ["supernet.flops_func", "Mnist1dSupernet has no method 'get_flops'", "got 'get_flops'"]),
+        ("training", ["supernet.flops_func", "Mnist1dSupernet has no method 'training'"]),  # a bool attribute
         ("no_such_module_xyz:f", ["supernet.flops_func", "cannot import", "got 'no_such_module_xyz:f'"]),
         ("tests.train.test_sampling:nope", ["supernet.flops_func", "no attribute 'nope'"]),
         ("tests.train.test_sampling:EXAMPLE", ["supernet.flops_func must name a function", "(Tensor)"]),
