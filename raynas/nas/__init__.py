@@ -27,6 +27,7 @@ from raynas.nas.space import (
     to_exported,
     to_parameters,
 )
+from raynas.nas.spos import SPOSSupernetTrainingMutator
 
 __all__ = [
     "NO_KEY",
@@ -47,6 +48,7 @@ __all__ = [
     "MutatorBindingError",
     "ParsedModel",
     "RandomMutator",
+    "SPOSSupernetTrainingMutator",
     "SearchSpaceError",
     "apply_fixed_architecture",
     "copy_supernet_weights",

@@ -8,6 +8,7 @@ raises :class:`ConfigError` (a ``ValueError``) naming the key, the value and the
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -54,6 +55,16 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _is_flops_spec(value: str) -> bool:
+    """A method name (``get_candidate_flops``) or ``package.module:function``."""
+    if value.count(":") == 0:
+        return value.isidentifier()
+    if value.count(":") != 1:
+        return False
+    module, name = value.split(":")
+    return name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+
+
 @dataclass(frozen=True, kw_only=True)
 class SupernetConfig:
     """Settings of one supernet training run.
@@ -78,8 +89,9 @@ class SupernetConfig:
         algorithm: how paths are decided. ``random`` (``RandomMutator``, one uniform path per
             step), ``fair`` (FairNAS strict fairness: each step accumulates the gradients of as
             many paths as the largest LayerChoice has candidates, every candidate once), ``spos``
-            (uniform paths constrained to cost bins), ``darts`` (``DartsMutator``: softmax-weighted
-            candidates, architecture parameters trained by Adam) or ``enas`` (``EnasMutator``: an
+            (uniform paths constrained to cost bins; NNI's ``SPOSSupernetTrainingMutator`` with
+            ``flops_func``), ``darts`` (``DartsMutator``: softmax-weighted candidates,
+            architecture parameters trained by Adam) or ``enas`` (``EnasMutator``: an
             LSTM controller trained by REINFORCE). ``darts`` and ``enas`` split the training data
             into two seeded halves: the weights train on one, the architecture on the other;
             each step is an architecture step then a weight step.
@@ -100,6 +112,16 @@ class SupernetConfig:
         spos_upper: upper bound, same scale (1.0 = most expensive path).
         spos_max_tries: uniform draws tried per step to hit the chosen bin before the fallback
             (the draw closest to the bin) is taken.
+        flops_func: ``spos`` under the user's FLOPs function, with NNI's
+            ``SPOSSupernetTrainingMutator`` (:mod:`raynas.nas.spos`) instead of the profiled costs
+            and the ``spos_*`` settings: the name of a method of the model (``get_candidate_flops``,
+            as in NNI's ``flops_func=model.get_candidate_flops``) or ``package.module:function``,
+            called as ``f(candidate) -> number`` with ``{key: bool mask}``. ``None``: profiled costs.
+        flops_lb: lower bound of the FLOPs bins (with ``flops_func``, in its units).
+        flops_ub: upper bound of the FLOPs bins (with ``flops_func``; above ``flops_lb``).
+        flops_bin_num: number of equal-width FLOPs bins between the bounds (NNI's default 7).
+        flops_sample_timeout: random paths tried per step before the fallback to a plain random
+            path, with a logged warning (NNI's default 500).
         precision: ``fp32``, ``bf16`` (autocast, CPU or CUDA) or ``fp16`` (autocast and a grad
             scaler; CUDA only).
         seed: the experiment seed (weights, data order, paths).
@@ -155,6 +177,11 @@ class SupernetConfig:
     spos_lower: float = 0.0
     spos_upper: float = 1.0
     spos_max_tries: int = 100
+    flops_func: str | None = None
+    flops_lb: float | None = None
+    flops_ub: float | None = None
+    flops_bin_num: int = 7
+    flops_sample_timeout: int = 500
     precision: str = "fp32"
     seed: int = 0
     threads: int = 1
@@ -211,6 +238,7 @@ class SupernetConfig:
                 f"spos_lower={self.spos_lower!r}, spos_upper={self.spos_upper!r}"
             )
         self._check_int("spos_max_tries", minimum=1)
+        self._check_flops()
         self._check_choice("precision", PRECISIONS)
         self._check_int("seed", minimum=0)
         self._check_int("threads", minimum=1)
@@ -241,6 +269,40 @@ class SupernetConfig:
         return DEFAULT_EPOCHS[self.algorithm] if self.epochs is None else self.epochs
 
     # -- checks ---------------------------------------------------------------------------
+
+    def _check_flops(self) -> None:
+        self._check_int("flops_bin_num", minimum=1)
+        self._check_int("flops_sample_timeout", minimum=1)
+        func = self.flops_func
+        if func is None:
+            for name in ("flops_lb", "flops_ub"):
+                if getattr(self, name) is not None:
+                    raise ConfigError(
+                        f"supernet.{name} bounds the FLOPs of supernet.flops_func, which is not set; "
+                        f"got {name}={getattr(self, name)!r}"
+                    )
+            return
+        if not isinstance(func, str) or not _is_flops_spec(func):
+            raise ConfigError(
+                "supernet.flops_func must be a method name of the model (e.g. get_candidate_flops) or "
+                f"'package.module:function', got {func!r}"
+            )
+        if self.algorithm != "spos":
+            raise ConfigError(
+                f"supernet.flops_func works with supernet.algorithm 'spos', got algorithm={self.algorithm!r} "
+                f"with flops_func={func!r}"
+            )
+        for name in ("flops_lb", "flops_ub"):
+            value = getattr(self, name)
+            if value is None:
+                raise ConfigError(f"supernet.{name} must be a number when supernet.flops_func is set, got None")
+            if not _is_number(value) or not math.isfinite(value):
+                raise ConfigError(f"supernet.{name} must be a finite number, got {value!r}")
+        if not self.flops_lb < self.flops_ub:
+            raise ConfigError(
+                "supernet.flops_lb < supernet.flops_ub must hold, got "
+                f"flops_lb={self.flops_lb!r}, flops_ub={self.flops_ub!r}"
+            )
 
     def _check_int(self, name: str, *, minimum: int) -> None:
         value = getattr(self, name)

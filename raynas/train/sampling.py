@@ -12,17 +12,16 @@ FLOPs count multiply-accumulates of convolutions and linear layers and one per o
 normalisation and pooling layers. The profile assumes a LayerChoice's input shape does not depend
 on the path (true of cell-style spaces such as ``mnist1d``).
 
-:class:`SposMutator` (Single Path One-Shot with FLOPs/parameter bins, Guo et al. 2019): each
-``reset()`` picks one of ``bins`` equal-width cost bins between a lower and an upper bound, then
-draws uniform paths until one falls inside that bin. When ``max_tries`` draws miss (a bin that is
-empty or very rare in the space), it takes the draw closest to the bin and counts a fallback
-(``mutator.fallbacks``; logged to TensorBoard), so training never stalls on an unreachable bin.
+``supernet.algorithm: spos`` (Single Path One-Shot, Guo et al. 2019; see :mod:`raynas.nas.spos`)
+samples under these profiled costs (:class:`~raynas.nas.spos.SposMutator`), or, when
+``supernet.flops_func`` names the user's FLOPs function, under NNI's
+:class:`~raynas.nas.spos.SPOSSupernetTrainingMutator`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,6 +32,7 @@ from torch import nn
 from raynas.nas.mutables import InputChoice, LayerChoice
 from raynas.nas.mutator import Mutator
 from raynas.nas.random import RandomMutator
+from raynas.nas.spos import SPOSSupernetTrainingMutator, SposMutator  # SposMutator: re-exported, its home moved
 from raynas.train.config import ConfigError, SupernetConfig
 
 __all__ = [
@@ -42,6 +42,7 @@ __all__ = [
     "profile_costs",
     "largest_path",
     "build_mutator",
+    "resolve_flops_func",
     "mutator_seed",
     "module_flops",
 ]
@@ -224,96 +225,6 @@ def profile_costs(mutator: Mutator, example: torch.Tensor) -> PathCosts:
     )
 
 
-class SposMutator(RandomMutator):
-    """Uniform paths constrained to one of several cost bins per step (SPOS).
-
-    Args:
-        model: the model holding the mutables.
-        costs: the model's :class:`PathCosts` (see :func:`profile_costs`).
-        bins: number of equal-width bins between the bounds.
-        constraint: ``params``, ``flops`` or ``both`` (a draw must fall in the bin on each).
-        lower: lower bound as a fraction of the way from the cheapest to the dearest path.
-        upper: upper bound on the same scale.
-        max_tries: uniform draws per step before the fallback (the draw closest to the bin).
-        seed: seeds the mutator's RNG (bin choice and draws); its state travels in ``state_dict()``.
-    """
-
-    def __init__(
-        self,
-        model: nn.Module,
-        *,
-        costs: PathCosts,
-        bins: int = 4,
-        constraint: str = "params",
-        lower: float = 0.0,
-        upper: float = 1.0,
-        max_tries: int = 100,
-        seed: int | None = None,
-    ):
-        super().__init__(model, seed=seed)
-        if constraint not in ("params", "flops", "both"):
-            raise ConfigError(f"supernet.spos_constraint must be one of params, flops, both, got {constraint!r}")
-        if isinstance(bins, bool) or not isinstance(bins, int) or bins < 1:
-            raise ConfigError(f"supernet.spos_bins must be an integer >= 1, got {bins!r}")
-        if not 0.0 <= lower < upper <= 1.0:
-            raise ConfigError(
-                f"supernet.spos_lower < supernet.spos_upper within [0, 1] must hold, got {lower!r}, {upper!r}"
-            )
-        self.costs = costs
-        self.bins = bins
-        self.max_tries = int(max_tries)
-        self.metrics = ("params", "flops") if constraint == "both" else (constraint,)
-        #: per metric: (low, high) absolute bounds of the bins.
-        self.ranges: dict[str, tuple[float, float]] = {}
-        for metric in self.metrics:
-            cmin, cmax = costs.bounds(metric)
-            self.ranges[metric] = (cmin + lower * (cmax - cmin), cmin + upper * (cmax - cmin))
-        #: steps whose bin was missed ``max_tries`` times (the closest draw was used).
-        self.fallbacks = 0
-        #: the bin and the ``(params, flops)`` of the latest sampled path.
-        self.last_bin: int | None = None
-        self.last_cost: tuple[int, int] | None = None
-
-    def bin_edges(self, metric: str, b: int) -> tuple[float, float]:
-        """The ``[low, high]`` interval of bin ``b`` for ``metric``."""
-        low, high = self.ranges[metric]
-        width = (high - low) / self.bins
-        return low + b * width, low + (b + 1) * width
-
-    def distance(self, cost: tuple[int, int], b: int) -> float:
-        """How far a cost lies outside bin ``b`` (0.0 inside), in units of the bounds' width."""
-        total = 0.0
-        for metric in self.metrics:
-            value = cost[0 if metric == "params" else 1]
-            lo, hi = self.bin_edges(metric, b)
-            span = max(self.ranges[metric][1] - self.ranges[metric][0], 1e-12)
-            total += max(lo - value, 0.0, value - hi) / span
-        return total
-
-    def sample_search(self) -> dict[str, torch.Tensor]:
-        b = int(self._rng.integers(self.bins))
-        best, best_cost, best_d = None, None, math.inf
-        for _ in range(self.max_tries):
-            decisions = super().sample_search()
-            cost = self.costs.cost(decisions)
-            d = self.distance(cost, b)
-            if d < best_d:
-                best, best_cost, best_d = decisions, cost, d
-            if d == 0.0:
-                break
-        else:
-            self.fallbacks += 1
-        self.last_bin, self.last_cost = b, best_cost
-        return best
-
-    def get_extra_state(self) -> Any:
-        return {"rng": self._rng.bit_generator.state, "fallbacks": self.fallbacks}
-
-    def set_extra_state(self, state: Any) -> None:
-        self._rng.bit_generator.state = state["rng"]
-        self.fallbacks = int(state.get("fallbacks", 0))
-
-
 class FairMutator(RandomMutator):
     """Strict-fairness sampling (FairNAS, Chu et al. 2019): paths come in groups of ``m`` (the
     largest LayerChoice's number of candidates) in which every LayerChoice runs each of its
@@ -371,12 +282,46 @@ def mutator_seed(config: SupernetConfig, rank: int) -> int:
     return int(np.random.SeedSequence([config.seed, 0x5EED, stream]).generate_state(1)[0])
 
 
+def resolve_flops_func(model: nn.Module, spec: str) -> Callable[[dict[str, torch.Tensor]], Any]:
+    """The FLOPs function ``supernet.flops_func`` names, for ``model``.
+
+    Args:
+        model: the replica's model.
+        spec: a method name of the model (``get_candidate_flops``, NNI's example's
+            ``flops_func=model.get_candidate_flops``), or ``"package.module:function"``; either is
+            called as ``f(candidate)`` with ``{key: bool mask}`` and returns a number.
+
+    Raises:
+        ConfigError: the model has no such method, or the function cannot be imported or called.
+    """
+    if ":" in spec:
+        from raynas.nas.space import load_factory
+
+        try:
+            func = load_factory(spec)
+        except ValueError as exc:
+            raise ConfigError(f"supernet.flops_func cannot be loaded ({exc}), got {spec!r}") from None
+        if not callable(func):
+            raise ConfigError(f"supernet.flops_func must name a function, got {spec!r} ({type(func).__name__})")
+        return func
+    func = getattr(model, spec, None)
+    if not callable(func):
+        raise ConfigError(
+            f"supernet.flops_func must name a method of the model ({type(model).__name__} has no method "
+            f"{spec!r}) or be 'package.module:function', got {spec!r}"
+        )
+    return func
+
+
 def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, example: torch.Tensor) -> Mutator:
     """The training mutator a config asks for (``config.algorithm``), seeded for ``rank``.
 
     ``darts`` and ``enas`` build a :class:`~raynas.nas.DartsMutator` / :class:`~raynas.nas.EnasMutator`
     from the ``arch_*``, ``darts_*`` and ``enas_*`` settings; their parameters are initialised
     the same on every rank (and broadcast from rank 0 by the replicas).
+    ``spos`` builds NNI's :class:`~raynas.nas.spos.SPOSSupernetTrainingMutator` from the ``flops_*``
+    settings when ``flops_func`` is set (see :func:`resolve_flops_func`), else a
+    :class:`~raynas.nas.spos.SposMutator` on the candidates' profiled costs and the ``spos_*`` settings.
 
     Args:
         model: the replica's model.
@@ -406,6 +351,16 @@ def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, exampl
             baseline_decay=config.enas_baseline_decay,
             lstm_size=config.enas_lstm_size,
             tanh_constant=config.enas_tanh_constant,
+            seed=seed,
+        )
+    if config.flops_func is not None:
+        return SPOSSupernetTrainingMutator(
+            model,
+            resolve_flops_func(model, config.flops_func),
+            config.flops_lb,
+            config.flops_ub,
+            config.flops_bin_num,
+            config.flops_sample_timeout,
             seed=seed,
         )
     probe = RandomMutator(model, seed=0)

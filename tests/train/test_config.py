@@ -85,3 +85,40 @@ def test_epochs_default_per_algorithm_unless_set():
     assert SupernetConfig(algorithm="enas").total_epochs == 100
     assert SupernetConfig(algorithm="darts", epochs=7).total_epochs == 7
     assert SupernetConfig.from_dict(SupernetConfig(algorithm="darts").to_dict()).total_epochs == 20
+
+
+_SPOS = {"algorithm": "spos", "flops_func": "get_candidate_flops", "flops_lb": 290e6, "flops_ub": 360e6}
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"flops_func": "get flops"}, ["supernet.flops_func", "'package.module:function'", "'get flops"]),
+        ({"flops_func": "a:b:c"}, ["supernet.flops_func", "'a:b:c'"]),
+        ({"flops_func": 3}, ["supernet.flops_func", "got 3"]),
+        ({"algorithm": "random"}, ["supernet.flops_func", "'spos'", "algorithm='random'", "'get_candidate_flops'"]),
+        ({"flops_lb": None}, ["supernet.flops_lb", "must be a number", "None"]),
+        ({"flops_ub": "360e6"}, ["supernet.flops_ub", "finite number", "'360e6'"]),
+        ({"flops_ub": float("nan")}, ["supernet.flops_ub", "finite number", "nan"]),
+        ({"flops_ub": 290e6}, ["supernet.flops_lb < supernet.flops_ub", "flops_lb=290000000.0", "flops_ub=29"]),
+        ({"flops_bin_num": 0}, ["supernet.flops_bin_num", ">= 1", "0"]),
+        ({"flops_sample_timeout": 2.5}, ["supernet.flops_sample_timeout", "integer", "2.5"]),
+        ({"flops_func": None}, ["supernet.flops_lb", "supernet.flops_func, which is not set", "flops_lb=290000000.0"]),
+    ],
+)
+def test_spos_flops_settings_name_key_value_and_rule(changes, words):
+    with pytest.raises(ConfigError) as info:
+        SupernetConfig(**{**_SPOS, **changes})
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_spos_flops_settings_take_nnis_defaults_and_both_spec_forms():
+    config = SupernetConfig(**_SPOS)
+    assert (config.flops_bin_num, config.flops_sample_timeout) == (7, 500)  # NNI's defaults
+    assert SupernetConfig.from_dict(config.to_dict()) == config
+    assert config.replace(flops_func="my_pkg.flops:count").flops_func == "my_pkg.flops:count"
+    plain = SupernetConfig()
+    assert (plain.flops_func, plain.flops_lb, plain.flops_ub) == (None, None, None)  # spos on profiled costs

@@ -1,11 +1,12 @@
-"""Path costs, SPOS constrained sampling, mutator seeding."""
+"""Path costs, SPOS constrained sampling (profiled costs or the user's FLOPs function), mutator seeding."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
-from raynas.nas import RandomMutator, apply_fixed_architecture, to_decisions
-from raynas.train import SposMutator, SupernetConfig, build_mutator, profile_costs
+from raynas.nas import RandomMutator, SPOSSupernetTrainingMutator, apply_fixed_architecture, to_decisions
+from raynas.train import ConfigError, SposMutator, SupernetConfig, build_mutator, profile_costs
 from raynas.train.sampling import largest_path, mutator_seed
 from raynas.zoo.mnist1d import build_supernet
 
@@ -132,7 +133,58 @@ def test_build_mutator_seeds_shared_and_independent_streams():
     assert paths(shared, 0) == paths(shared, 1)
     assert paths(independent, 0) != paths(independent, 1)
     spos = build_mutator(build_supernet(), config=SupernetConfig(algorithm="spos"), rank=0, example=EXAMPLE)
-    assert isinstance(spos, SposMutator)
+    assert isinstance(spos, SposMutator) and not isinstance(spos, SPOSSupernetTrainingMutator)
+
+
+def op_index_sum(candidate) -> int:
+    """A FLOPs function for ``supernet.flops_func: MODULE:FUNCTION``: the sum of op0..op3's indices."""
+    return sum(int(torch.max(m, 0)[1]) for k, m in candidate.items() if k.startswith("op"))
+
+
+def test_build_mutator_spos_with_a_flops_func_is_nnis_mutator():
+    from tests.nas.test_spos import net
+
+    config = SupernetConfig(algorithm="spos", flops_func="get_candidate_flops", flops_lb=1000, flops_ub=9000,
+                            flops_bin_num=5, flops_sample_timeout=50, sampling="independent", seed=1)
+    model = net()
+    m = build_mutator(model, config=config, rank=0, example=torch.randn(2, 1, 40))
+    assert type(m) is SPOSSupernetTrainingMutator
+    assert m.flops_func == model.get_candidate_flops  # NNI's flops_func=model.get_candidate_flops
+    assert (m.flops_lb, m.flops_ub, m.flops_bin_num, m.flops_sample_timeout) == (1000, 9000, 5, 50)
+
+    def paths(config, rank):
+        mutator = build_mutator(net(), config=config, rank=rank, example=torch.randn(2, 1, 40))
+        return [str(mutator.sample_search()) for _ in range(10)]
+
+    assert paths(config, 0) == paths(config, 0)
+    assert paths(config, 0) != paths(config, 1)  # independent: a stream per rank
+    shared = config.replace(sampling="shared")
+    assert paths(shared, 0) == paths(shared, 1)
+
+    by_path = config.replace(flops_func="tests.train.test_sampling:op_index_sum", flops_lb=4, flops_ub=8)
+    m = build_mutator(build_supernet(), config=by_path, rank=0, example=EXAMPLE)
+    assert m.flops_func is op_index_sum
+    assert all(4 <= op_index_sum(m.sample_search()) <= 8 for _ in range(20))
+
+
+@pytest.mark.parametrize(
+    ("spec", "words"),
+    [
+        ("get_flops", ["supernet.flops_func", "Mnist1dSupernet has no method 'get_flops'", "got 'get_flops'"]),
+        ("training", ["supernet.flops_func", "Mnist1dSupernet has no method 'training'"]),  # a bool attribute
+        ("no_such_module_xyz:f", ["supernet.flops_func", "cannot import", "got 'no_such_module_xyz:f'"]),
+        ("tests.train.test_sampling:nope", ["supernet.flops_func", "no attribute 'nope'"]),
+        ("tests.train.test_sampling:EXAMPLE", ["supernet.flops_func must name a function", "(Tensor)"]),
+    ],
+)
+def test_build_mutator_names_a_flops_func_it_cannot_use(spec, words):
+    config = SupernetConfig(algorithm="spos", flops_func=spec, flops_lb=0, flops_ub=1)
+    model = build_supernet()
+    with pytest.raises(ConfigError) as info:
+        build_mutator(model, config=config, rank=0, example=EXAMPLE)
+    assert "\n" not in str(info.value)
+    for word in words:
+        assert word in str(info.value)
 
 
 def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
