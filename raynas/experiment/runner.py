@@ -197,12 +197,15 @@ class Experiment:
 
     def path_costs(self) -> Any:
         """Parameters and FLOPs of every candidate (a path's cost is a sum)."""
+        import torch
+
         from raynas.nas import RandomMutator
         from raynas.train import profile_costs
-        from raynas.train.loop import resolve_data
+        from raynas.train.loop import _Batches, resolve_data
 
         model = self.model_factory()
-        example = resolve_data(self.data_factory)["train"][0][0].unsqueeze(0)
+        # one training example as a batch of one, whatever its structure (a tensor, a tuple ...)
+        example = _Batches(resolve_data(self.data_factory)["train"], torch.device("cpu")).take(torch.arange(1))[0]
         return profile_costs(RandomMutator(model), example)
 
     def evaluator(self, weights: Any) -> Any:

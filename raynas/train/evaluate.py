@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, load_architecture
+from raynas.train._batch import first_examples
 from raynas.train.checkpoint import load_checkpoint
 from raynas.train.loop import _Batches, resolve_data, resolve_factory
 from raynas.train.sampling import profile_costs
@@ -52,8 +53,9 @@ def load_supernet_weights(weights: Any) -> dict[str, torch.Tensor]:
     )
 
 
-def recalibrate_batchnorm(model: nn.Module, batches: list[torch.Tensor]) -> int:
-    """Reset every BatchNorm's running statistics and re-estimate them on ``batches``.
+def recalibrate_batchnorm(model: nn.Module, batches: list[Any]) -> int:
+    """Reset every BatchNorm's running statistics and re-estimate them on ``batches`` (model
+    inputs, each called ``model(x)``: a tensor, or a tuple / list / dict of tensors).
 
     Returns:
         The number of BatchNorm layers recalibrated (0: nothing to do, the model is unchanged).
@@ -196,7 +198,7 @@ class WeightSharingEvaluator:
                 loss_sum += float(self.criterion(out, y)) * int(y.shape[0])
                 correct += int((out.argmax(dim=-1) == y).sum())
                 total += int(y.shape[0])
-        example = self._eval[0][0][:1]
+        example = first_examples(self._eval[0][0], 1)
         costs = profile_costs(mutator, example)
         params, flops = costs.cost(mutator._decisions)
         return {

@@ -49,6 +49,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from raynas.nas.learnable import LearnableMutator, split_halves
 from raynas.nas.mutator import Mutator
+from raynas.train._batch import to_device
 from raynas.train._shm import ShmAllReduce, agree_everywhere, shm_path, shm_supported
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
@@ -175,7 +176,12 @@ def _candidate_names(mutable: Any) -> list[str]:
 
 
 class _Batches:
-    """Fast batch access: TensorDatasets are indexed directly, other datasets collated."""
+    """Fast batch access: TensorDatasets are indexed directly, other datasets collated.
+
+    Items are ``(x, y)`` as in NNI; ``x`` may be a tensor or a tuple / list / dict of tensors
+    (``default_collate`` batches each part), moved to the device recursively; the model is then
+    called ``model(x)`` (see :mod:`raynas.train._batch`).
+    """
 
     def __init__(self, dataset: Dataset, device: torch.device):
         self.dataset = dataset
@@ -185,13 +191,13 @@ class _Batches:
     def __len__(self) -> int:
         return len(self.dataset)
 
-    def take(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def take(self, index: torch.Tensor) -> tuple[Any, torch.Tensor]:
         if self.tensors is not None:
             idx = index.to(self.device)
             x, y = self.tensors[0][idx], self.tensors[1][idx]
         else:
             x, y = default_collate([self.dataset[int(i)] for i in index])[:2]
-            x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+            x, y = to_device(x, self.device), to_device(y, self.device)
         return x, y
 
 

@@ -152,61 +152,82 @@ def largest_path(costs: PathCosts) -> dict[str, torch.Tensor]:
     return out
 
 
-def profile_costs(mutator: Mutator, example: torch.Tensor) -> PathCosts:
+def _profiling_path(mutator: Mutator) -> dict[str, torch.Tensor]:
+    """The path the profile runs: a fixed architecture's own decisions (its pruned candidates and
+    edges cannot run); otherwise each LayerChoice's first candidate and every input (or the first
+    ``n_chosen``) of each InputChoice."""
+    from raynas.nas.fixed import FixedArchitecture
+
+    if isinstance(mutator, FixedArchitecture):
+        return dict(mutator.sample_search())
+    path = {}
+    for key, m in mutator.choice_mutables.items():
+        mask = torch.zeros(m.length, dtype=torch.bool)
+        if isinstance(m, LayerChoice):
+            live = [i for i, name in enumerate(m.names) if m._modules[name] is not None]
+            mask[live[:1]] = True
+        elif m.n_chosen is None:
+            mask[:] = True
+        else:
+            mask[: m.n_chosen] = True
+        path[key] = mask
+    return path
+
+
+def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
     """Measure every candidate's parameters and FLOPs on one example input.
 
     The model is run once (in eval mode, without gradients; the path in force is restored
     afterwards) to capture each choice's inputs, then every LayerChoice candidate runs alone.
+    A mutator that fixes an architecture is profiled on that architecture: its pruned candidates
+    (and a LayerChoice fixed to nothing, NNI's pruned edge) cost nothing.
 
     Args:
         mutator: a mutator bound to the model.
-        example: one input batch; FLOPs are reported per example (divided by its batch size).
+        example: one input batch, as the model takes it (``model(example)``): a tensor, or a
+            tuple / list / dict of tensors; FLOPs are reported per example (divided by its batch
+            size, the first dimension of its first tensor).
 
     Returns:
         The :class:`PathCosts` table.
     """
+    from raynas.train._batch import batch_size, snapshot
+
     model = mutator.__dict__["model"]
-    batch = int(example.shape[0]) if example.dim() else 1
+    batch = batch_size(example)
     choices = mutator.choice_mutables
     instances = [(k, m) for k, _p, m in mutator.parsed.instances if isinstance(m, (LayerChoice, InputChoice))]
     inside: set[int] = set()
     for _k, m in instances:
         if isinstance(m, LayerChoice):
             inside.update(id(x) for x in m.modules())
-    captured: dict[int, Any] = {}
+    captured: dict[int, tuple[Any, dict]] = {}
 
-    def pre_hook(module: nn.Module, args: Any) -> None:
-        captured.setdefault(id(module), args)
+    def pre_hook(module: nn.Module, args: Any, kwargs: dict) -> None:
+        # copies of the containers: a caller may append to the list it passed after the call
+        captured.setdefault(id(module), (snapshot(args), snapshot(kwargs)))
 
     saved = dict(mutator._plans)
     was_training = model.training
-    handles = [m.register_forward_pre_hook(pre_hook) for _k, m in instances]
+    handles = [m.register_forward_pre_hook(pre_hook, with_kwargs=True) for _k, m in instances]
     try:
         model.eval()
-        first = {}
-        for key, m in choices.items():
-            mask = torch.zeros(m.length, dtype=torch.bool)
-            if isinstance(m, LayerChoice):
-                mask[0] = True
-            elif m.n_chosen is None:
-                mask[:] = True
-            else:
-                mask[: m.n_chosen] = True
-            first[key] = mask
-        mutator.apply_decisions(first)
+        mutator.apply_decisions(_profiling_path(mutator))
         base_leaves = [x for x in _leaves(model) if id(x) not in inside]
         base_flops = _count_flops(lambda: model(example), base_leaves)
         table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
         for key, m in instances:
-            args = captured.get(id(m))
-            if args is None:
+            if id(m) not in captured:
                 continue  # a choice this forward never reached costs nothing
+            args, kwargs = captured[id(m)]
             if isinstance(m, LayerChoice):
                 for i, cand in enumerate(m.choices):
+                    if cand is None:
+                        continue  # pruned by a fixed architecture: never runs
                     table[key][i][0] += sum(p.numel() for p in cand.parameters())
-                    table[key][i][1] += _count_flops(lambda c=cand: c(*args), _leaves(cand))
+                    table[key][i][1] += _count_flops(lambda c=cand: c(*args, **kwargs), _leaves(cand))
             else:
-                inputs = m._as_list(args[0])
+                inputs = m._as_list(args[0] if args else kwargs["optional_inputs"])
                 for i, t in enumerate(inputs):
                     table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
     finally:
