@@ -4,8 +4,11 @@ Port an NNI model by changing ``from nni.nas.pytorch.mutables import ...`` (and 
 ``from raynas.nas import ...``.
 """
 
+from raynas.nas.algorithms import ALGORITHMS
+from raynas.nas.costs import PathCosts, largest_path, module_flops, profile_costs
 from raynas.nas.darts import DartsMutator
 from raynas.nas.enas import EnasMutator
+from raynas.nas.fair import FairMutator
 from raynas.nas.fixed import FixedArchitecture, apply_fixed_architecture, copy_supernet_weights, load_architecture
 from raynas.nas.learnable import ArchTrainer, LearnableMutator
 from raynas.nas.mutables import NO_KEY, REDUCTIONS, InputChoice, LayerChoice, Mutable, MutableScope
@@ -27,9 +30,10 @@ from raynas.nas.space import (
     to_exported,
     to_parameters,
 )
-from raynas.nas.spos import SPOSSupernetTrainingMutator
+from raynas.nas.spos import SPOSSupernetTrainingMutator, SposMutator
 
 __all__ = [
+    "ALGORITHMS",
     "NO_KEY",
     "REDUCTIONS",
     "ArchTrainer",
@@ -37,6 +41,7 @@ __all__ = [
     "DartsMutator",
     "DecisionError",
     "EnasMutator",
+    "FairMutator",
     "FixedArchitecture",
     "InputChoice",
     "LayerChoice",
@@ -47,15 +52,20 @@ __all__ = [
     "Mutator",
     "MutatorBindingError",
     "ParsedModel",
+    "PathCosts",
     "RandomMutator",
     "SPOSSupernetTrainingMutator",
+    "SposMutator",
     "SearchSpaceError",
     "apply_fixed_architecture",
     "copy_supernet_weights",
     "generate_search_space",
+    "largest_path",
     "load_architecture",
     "model_choices",
+    "module_flops",
     "parse_model",
+    "profile_costs",
     "to_decisions",
     "to_exported",
     "to_parameters",

@@ -7,7 +7,7 @@ Two mutators, both :class:`~raynas.nas.RandomMutator` subclasses:
   ``[flops_lb, flops_ub]`` uniformly at random and a random path, and returns the path when its
   FLOPs fall in that bin (``supernet.algorithm: spos`` with ``supernet.flops_func``).
 - :class:`SposMutator` is raynas' own: paths priced by a profiled cost table (parameters and/or
-  FLOPs, see :func:`raynas.train.sampling.profile_costs`), one bin per step, the closest draw as
+  FLOPs, see :func:`raynas.nas.costs.profile_costs`), one bin per step, the closest draw as
   the fallback (``supernet.algorithm: spos`` without ``supernet.flops_func``).
 """
 
@@ -25,7 +25,7 @@ from torch import nn
 from raynas.nas.random import RandomMutator
 
 if TYPE_CHECKING:
-    from raynas.train.sampling import PathCosts
+    from raynas.nas.costs import PathCosts
 
 __all__ = ["SPOSSupernetTrainingMutator", "SposMutator"]
 
@@ -167,8 +167,8 @@ class SposMutator(RandomMutator):
 
     Args:
         model: the model holding the mutables.
-        costs: the model's :class:`~raynas.train.sampling.PathCosts` (see
-            :func:`~raynas.train.sampling.profile_costs`).
+        costs: the model's :class:`~raynas.nas.costs.PathCosts` (see
+            :func:`~raynas.nas.costs.profile_costs`).
         bins: number of equal-width bins between the bounds.
         constraint: ``params``, ``flops`` or ``both`` (a draw must fall in the bin on each).
         lower: lower bound as a fraction of the way from the cheapest to the dearest path.

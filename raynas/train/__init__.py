@@ -25,7 +25,10 @@ from raynas.train.evaluate import (
 from raynas.train.logging import ProgressLine, TensorBoardLogger
 from raynas.train.loop import SupernetReplica, lr_at, parameter_digest
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
-from raynas.train.sampling import FairMutator, PathCosts, SposMutator, build_mutator, profile_costs
+from raynas.nas.costs import PathCosts, profile_costs
+from raynas.nas.fair import FairMutator
+from raynas.nas.spos import SposMutator
+from raynas.train.sampling import build_mutator
 from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet
 
 __all__ = [

@@ -13,6 +13,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from raynas.nas.algorithms import ALGORITHMS as _ALGORITHM_REGISTRY
+
 __all__ = [
     "ConfigError",
     "SupernetConfig",
@@ -32,7 +34,8 @@ __all__ = [
 OPTIMIZERS = ("sgd", "adam")
 LR_SCHEDULES = ("cosine", "constant")
 SAMPLINGS = ("shared", "independent")
-ALGORITHMS = ("random", "fair", "spos", "darts", "enas")
+#: the names of :data:`raynas.nas.algorithms.ALGORITHMS` (its registry of builders)
+ALGORITHMS = tuple(_ALGORITHM_REGISTRY)
 LEARNABLE_ALGORITHMS = ("darts", "enas")
 #: supernet epochs per algorithm when ``supernet.epochs`` is null
 DEFAULT_EPOCHS = {"random": 100, "fair": 100, "spos": 100, "darts": 20, "enas": 100}
@@ -216,7 +219,7 @@ class SupernetConfig:
         if self.grad_clip is not None:
             self._check_number("grad_clip", minimum=0.0, strict=True)
         self._check_choice("sampling", SAMPLINGS)
-        self._check_choice("algorithm", ALGORITHMS)
+        self._check_choice("algorithm", tuple(_ALGORITHM_REGISTRY))  # the registry, read live
         self._check_number("arch_lr", minimum=0.0, strict=True)
         self._check_number("arch_weight_decay", minimum=0.0)
         self._check_number("arch_warmup_epochs", minimum=0.0)

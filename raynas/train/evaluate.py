@@ -7,7 +7,7 @@ copy the supernet weights in, reset the BatchNorm statistics and recalibrate the
 score the validation split in eval mode. Every architecture sees the same recalibration batches.
 
 The returned metrics are ``{"val_accuracy", "val_loss", "params", "flops"}`` (``params``: the fixed
-model's parameters; ``flops``: per example, as :mod:`raynas.train.sampling` counts them).
+model's parameters; ``flops``: per example, as :mod:`raynas.nas.costs` counts them).
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, lo
 from raynas.train._batch import first_examples
 from raynas.train.checkpoint import load_checkpoint
 from raynas.train.loop import _Batches, resolve_data, resolve_factory
-from raynas.train.sampling import profile_costs
+from raynas.nas.costs import profile_costs
 
 __all__ = ["WeightSharingEvaluator", "evaluate_architecture", "recalibrate_batchnorm", "load_supernet_weights"]
 

@@ -7,7 +7,8 @@ import torch
 
 from raynas.nas import RandomMutator, SPOSSupernetTrainingMutator, apply_fixed_architecture, to_decisions
 from raynas.train import ConfigError, SposMutator, SupernetConfig, build_mutator, profile_costs
-from raynas.train.sampling import largest_path, mutator_seed
+from raynas.nas.costs import largest_path
+from raynas.train.sampling import mutator_seed
 from raynas.zoo.mnist1d import build_supernet
 
 EXAMPLE = torch.randn(2, 1, 40)
@@ -189,7 +190,7 @@ def test_build_mutator_names_a_flops_func_it_cannot_use(spec, words):
 
 def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
     from raynas.train import SupernetReplica
-    from raynas.train.sampling import FairMutator
+    from raynas.nas.fair import FairMutator
     from tests.train.conftest import FACTORY, small_config
 
     mutator = FairMutator(build_supernet(), seed=0)
@@ -217,3 +218,24 @@ def test_largest_path_is_all_conv7_with_every_skip():
     }
     assert all(path[f"skip{i}"].all() and len(path[f"skip{i}"]) == i for i in (1, 2, 3))
     assert costs.cost(path)[0] == costs.bounds("params")[1]
+
+
+def test_every_registered_algorithm_builds_its_mutator_and_unknown_names_list_the_valid_ones(monkeypatch):
+    from raynas.nas import DartsMutator, EnasMutator, FairMutator
+    from raynas.nas.algorithms import ALGORITHMS
+
+    expected = {"random": RandomMutator, "fair": FairMutator, "spos": SposMutator, "darts": DartsMutator,
+                "enas": EnasMutator}
+    assert list(ALGORITHMS) == list(expected)  # the registry is what config validation offers, in order
+    for name, cls in expected.items():
+        m = build_mutator(build_supernet(), config=SupernetConfig(algorithm=name), rank=0, example=EXAMPLE)
+        assert type(m) is cls
+    # a config that skipped validation: the error lists the registry's names
+    bad = SupernetConfig()
+    object.__setattr__(bad, "algorithm", "dart")
+    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, got 'dart'"):
+        build_mutator(build_supernet(), config=bad, rank=0, example=EXAMPLE)
+    # the config validates against the registry itself: a registered builder is a valid name
+    monkeypatch.setitem(ALGORITHMS, "mine", lambda model, settings, **kw: RandomMutator(model, seed=kw["seed"]))
+    assert type(build_mutator(build_supernet(), config=SupernetConfig(algorithm="mine"), rank=0,
+                              example=EXAMPLE)) is RandomMutator
