@@ -29,6 +29,7 @@ from searchers.space import (
 )
 from searchers.base import (
     OPTIMIZE_MODES,
+    ArchTuner,
     CallLog,
     CheckpointError,
     NoMoreTrialError,
@@ -63,6 +64,7 @@ __all__ = [
     "crossover_architectures",
     "enumerate_architectures",
     "OPTIMIZE_MODES",
+    "ArchTuner",
     "CallLog",
     "CheckpointError",
     "NoMoreTrialError",

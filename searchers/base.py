@@ -28,9 +28,9 @@ import numpy as np
 from searchers.space import (
     Choice,
     SearchSpaceError,
-    _choice_values,
-    _parameter,
     Selection,
+    choice_parameter,
+    choice_values,
     choice_size,
     parse_search_space,
     sample_choice,
@@ -39,6 +39,12 @@ from searchers.space import (
 
 __all__ = [
     "OPTIMIZE_MODES",
+    "ArchTuner",
+    "arch_json",
+    "arch_tuple",
+    "calls_without_argument",
+    "hashable_id",
+    "positive_int",
     "NoMoreTrialError",
     "Tuner",
     "CheckpointError",
@@ -248,12 +254,17 @@ class Tuner(abc.ABC):
         self._accept_customized = accept
 
 
-def _calls_without_argument(method: Callable) -> bool:
+def calls_without_argument(method: Callable) -> bool:
+    """Whether ``method`` can be called with no argument (every parameter has a default or is ``*args``/``**kw``);
+    ``False`` when its signature cannot be read."""
     try:
         params = inspect.signature(method).parameters.values()
     except (TypeError, ValueError):
         return False
     return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in params)
+
+
+_calls_without_argument = calls_without_argument  # the old private name, kept for existing callers
 
 
 class CallLog:
@@ -320,14 +331,14 @@ class CallLog:
             try:
                 if kind == "generate":
                     try:
-                        tuner.generate_multiple_parameters([_pid(record[1])])
+                        tuner.generate_multiple_parameters([hashable_id(record[1])])
                     except NoMoreTrialError:
                         pass
                 elif kind == "result":
                     extras = {"customized": True} if record[4] else {}
-                    tuner.receive_trial_result(_pid(record[1]), copy.deepcopy(record[2]), record[3], **extras)
+                    tuner.receive_trial_result(hashable_id(record[1]), copy.deepcopy(record[2]), record[3], **extras)
                 elif kind == "end":
-                    tuner.trial_end(_pid(record[1]), record[2])
+                    tuner.trial_end(hashable_id(record[1]), record[2])
                 else:
                     tuner.import_data(copy.deepcopy(record[1]))
             except Exception as exc:
@@ -340,12 +351,32 @@ class CallLog:
 # -- shared machinery of the shipped tuners ------------------------------------------------------
 
 
-class _ArchTuner(Tuner):
-    """Bookkeeping shared by the shipped tuners: parsed space, seeded RNG, no-repeat memory.
+class ArchTuner(Tuner):
+    """Base of the shipped tuners, and of user tuners: parsed space, seeded RNG, no-repeat memory,
+    results, checkpoints.
 
     Architectures are tuples (one tuple of sorted indices per key, keys sorted). Every proposed,
     received or imported architecture is remembered, so none is proposed twice; once every
     architecture of the space is remembered, ``generate_parameters`` raises NoMoreTrialError.
+
+    Subclass contract (the single-underscore members are the subclass API, not the driver's):
+
+    - implement ``generate_parameters(parameter_id, **kwargs)``: call ``self._need_space()``,
+      choose an architecture (``self._random_unseen(extra)`` draws an unseen acceptable one or
+      ``None``; ``self._acceptable(arch, extra)`` tests one against the memory and the
+      constraint), and return ``self._propose(parameter_id, arch)``;
+    - override the hooks as needed: ``_on_result(parameter_id, arch, score)`` (``score`` is larger
+      for better whatever the optimize mode), ``_on_failure(parameter_id, arch)``, ``_reset()``
+      (a new search space), ``_state()`` / ``_load_state(state)`` (JSON-able learnt state in
+      checkpoints);
+    - read ``self._rng`` (the seeded generator), ``self._list`` (the space's choices in key
+      order), ``self._size`` (the number of architectures), ``self._parameters(arch)`` and
+      ``self._arch_of(parameters)`` (architecture <-> NNI parameters).
+
+    Args:
+        seed: seed of the tuner's ``numpy.random.Generator`` (``None``: fresh entropy).
+        optimize_mode: ``"maximize"``, ``"minimize"`` or ``None`` (results not ranked).
+        constraint: ``constraint(parameters) -> bool``; architectures it rejects are not proposed.
     """
 
     _FORMAT = 1
@@ -374,6 +405,14 @@ class _ArchTuner(Tuner):
         self._size = 0
         self._seen: set[Arch] = set()
         self._pending: dict[Any, Arch] = {}
+
+    @abc.abstractmethod
+    def generate_parameters(self, parameter_id: Any, **kwargs: Any) -> dict:
+        """Propose one architecture as NNI parameters (see the subclass contract above).
+
+        Raises:
+            NoMoreTrialError: nothing to propose.
+        """
 
     # -- space ---------------------------------------------------------------------------------
 
@@ -404,7 +443,7 @@ class _ArchTuner(Tuner):
     # -- conversions ---------------------------------------------------------------------------
 
     def _parameters(self, arch: Arch) -> dict:
-        return {c.key: _parameter(c, Selection(v)) for c, v in zip(self._list, arch)}
+        return {c.key: choice_parameter(c, Selection(v)) for c, v in zip(self._list, arch)}
 
     def _arch_of(self, parameters: Mapping[str, Any]) -> Arch:
         indices = to_index_form(parameters, self._choices)
@@ -439,7 +478,7 @@ class _ArchTuner(Tuner):
 
         left = [
             arch
-            for arch in itertools.product(*(_choice_values(c) for c in self._list))
+            for arch in itertools.product(*(choice_values(c) for c in self._list))
             if self._acceptable(arch, extra)
         ]
         return left[int(self._rng.integers(len(left)))] if left else None
@@ -529,8 +568,8 @@ class _ArchTuner(Tuner):
             "optimize_mode": self.optimize_mode,
             "search_space": None if self._choices is None else {k: c.spec() for k, c in self._choices.items()},
             "rng": self._rng.bit_generator.state,
-            "seen": sorted(_arch_json(a) for a in self._seen),
-            "pending": [[pid, _arch_json(a)] for pid, a in self._pending.items()],
+            "seen": sorted(arch_json(a) for a in self._seen),
+            "pending": [[pid, arch_json(a)] for pid, a in self._pending.items()],
             "state": self._state(),
         }
 
@@ -558,8 +597,8 @@ class _ArchTuner(Tuner):
         rng = np.random.default_rng()
         rng.bit_generator.state = state["rng"]
         self._rng = rng
-        self._seen = {_arch_tuple(a) for a in state["seen"]}
-        self._pending = {_pid(pid): _arch_tuple(a) for pid, a in state["pending"]}
+        self._seen = {arch_tuple(a) for a in state["seen"]}
+        self._pending = {hashable_id(pid): arch_tuple(a) for pid, a in state["pending"]}
         self._load_state(state["state"])
 
     def _state(self) -> dict:
@@ -570,14 +609,37 @@ class _ArchTuner(Tuner):
         """Subclass hook: restore :meth:`_state`."""
 
 
-def _arch_json(arch: Arch) -> list[list[int]]:
+_ArchTuner = ArchTuner  # the old private name, kept for existing subclasses
+
+
+def arch_json(arch: Arch) -> list[list[int]]:
+    """An architecture tuple as JSON-able lists (for checkpoints)."""
     return [list(v) for v in arch]
 
 
-def _arch_tuple(arch: Iterable[Iterable[int]]) -> Arch:
+def arch_tuple(arch: Iterable[Iterable[int]]) -> Arch:
+    """An architecture read back from JSON (:func:`arch_json`) as the hashable tuple form."""
     return tuple(tuple(int(i) for i in v) for v in arch)
 
 
-def _pid(pid: Any) -> Any:
-    # JSON turns tuple ids into lists; keep ids hashable.
-    return tuple(_pid(p) for p in pid) if isinstance(pid, list) else pid
+def hashable_id(pid: Any) -> Any:
+    """A parameter id read back from JSON, hashable again (JSON turns tuple ids into lists)."""
+    return tuple(hashable_id(p) for p in pid) if isinstance(pid, list) else pid
+
+
+def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
+    """``value`` as an int when it is an integer ``>= minimum`` (a tuner argument's check).
+
+    Raises:
+        TypeError: not an integer (a bool is not one).
+        ValueError: below ``minimum`` (the message names ``name`` and the value).
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+    return int(value)
+
+
+# the old private names, kept for existing callers
+_arch_json, _arch_tuple, _pid = arch_json, arch_tuple, hashable_id

@@ -7,21 +7,16 @@ from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from searchers.base import NoMoreTrialError, _arch_json, _arch_tuple, _ArchTuner, check_optimize_mode
+from searchers.base import ArchTuner, NoMoreTrialError, arch_json, arch_tuple, check_optimize_mode, positive_int
 from searchers.space import sample_choice
 
 __all__ = ["EvolutionTuner"]
 
 
-def _positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
-    if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
-    return int(value)
+_positive_int = positive_int  # the old private name (now searchers.base.positive_int), kept for existing callers
 
 
-class EvolutionTuner(_ArchTuner):
+class EvolutionTuner(ArchTuner):
     """Evolution as in SPOS (Guo et al. 2019), in generations of ``population_size``.
 
     Generation 0 is random. Every later generation is bred from the parents: the best
@@ -63,10 +58,10 @@ class EvolutionTuner(_ArchTuner):
         constraint: Callable[[dict], bool] | None = None,
     ) -> None:
         super().__init__(seed=seed, optimize_mode=check_optimize_mode(optimize_mode), constraint=constraint)
-        self.population_size = _positive_int("population_size", population_size)
-        self.num_select = _positive_int("num_select", num_select)
-        self.num_mutation = _positive_int("num_mutation", num_mutation, minimum=0)
-        self.num_crossover = _positive_int("num_crossover", num_crossover, minimum=0)
+        self.population_size = positive_int("population_size", population_size)
+        self.num_select = positive_int("num_select", num_select)
+        self.num_mutation = positive_int("num_mutation", num_mutation, minimum=0)
+        self.num_crossover = positive_int("num_crossover", num_crossover, minimum=0)
         if self.num_mutation + self.num_crossover > self.population_size:
             raise ValueError(
                 f"num_mutation + num_crossover must be <= population_size={self.population_size}, "
@@ -76,7 +71,7 @@ class EvolutionTuner(_ArchTuner):
             raise ValueError(f"mutation_prob must be a number in [0, 1], got {mutation_prob!r}")
         self.mutation_prob = float(mutation_prob)
         if max_generations is not None:
-            max_generations = _positive_int("max_generations", max_generations)
+            max_generations = positive_int("max_generations", max_generations)
         self.max_generations = max_generations
         self._reset()
 
@@ -169,12 +164,12 @@ class EvolutionTuner(_ArchTuner):
 
     def _state(self) -> dict:
         return {
-            "queue": [_arch_json(a) for a in self._queue],
-            "history": [[_arch_json(a), s] for a, s in self._history],
+            "queue": [arch_json(a) for a in self._queue],
+            "history": [[arch_json(a), s] for a, s in self._history],
             "generation": self._generation,
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
-        self._queue = deque(_arch_tuple(a) for a in state["queue"])
-        self._history = [(_arch_tuple(a), float(s)) for a, s in state["history"]]
+        self._queue = deque(arch_tuple(a) for a in state["queue"])
+        self._history = [(arch_tuple(a), float(s)) for a, s in state["history"]]
         self._generation = int(state["generation"])

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from searchers.base import NoMoreTrialError, _ArchTuner
+from searchers.base import ArchTuner, NoMoreTrialError
 
 __all__ = ["RandomTuner"]
 
 
-class RandomTuner(_ArchTuner):
+class RandomTuner(ArchTuner):
     """Propose uniformly random architectures without repeats (the reference tuner).
 
     Every key is drawn uniformly among its exact values (any subset for ``n_chosen=None``);

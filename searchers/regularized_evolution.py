@@ -6,14 +6,21 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from searchers.base import NoMoreTrialError, _arch_json, _arch_tuple, _ArchTuner, _pid, check_optimize_mode
-from searchers.evolution import _positive_int
+from searchers.base import (
+    ArchTuner,
+    NoMoreTrialError,
+    arch_json,
+    arch_tuple,
+    check_optimize_mode,
+    hashable_id,
+    positive_int,
+)
 from searchers.space import choice_size, neighbour_choice
 
 __all__ = ["RegularizedEvolutionTuner"]
 
 
-class RegularizedEvolutionTuner(_ArchTuner):
+class RegularizedEvolutionTuner(ArchTuner):
     """Aging (regularized) evolution, as NNI's tuner of the same name, without repeats.
 
     The first ``population_size`` proposals are random (a failed one is replaced by another random
@@ -47,8 +54,8 @@ class RegularizedEvolutionTuner(_ArchTuner):
         sample_size: int = 25,
     ) -> None:
         super().__init__(seed=seed, optimize_mode=check_optimize_mode(optimize_mode))
-        self.population_size = _positive_int("population_size", population_size)
-        self.sample_size = _positive_int("sample_size", sample_size)
+        self.population_size = positive_int("population_size", population_size)
+        self.sample_size = positive_int("sample_size", sample_size)
         if self.sample_size > self.population_size:
             raise ValueError(
                 f"sample_size must be <= population_size={self.population_size}, got {self.sample_size}"
@@ -126,10 +133,10 @@ class RegularizedEvolutionTuner(_ArchTuner):
         return {
             "initial_left": self._initial_left,
             "initial_ids": [pid for pid in self._pending if pid in self._initial_ids],
-            "population": [[_arch_json(a), s] for a, s in self._population],
+            "population": [[arch_json(a), s] for a, s in self._population],
         }
 
     def _load_state(self, state: Mapping[str, Any]) -> None:
         self._initial_left = int(state["initial_left"])
-        self._initial_ids = {_pid(p) for p in state["initial_ids"]}
-        self._population = deque((_arch_tuple(a), float(s)) for a, s in state["population"])
+        self._initial_ids = {hashable_id(p) for p in state["initial_ids"]}
+        self._population = deque((arch_tuple(a), float(s)) for a, s in state["population"])

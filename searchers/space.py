@@ -46,6 +46,8 @@ __all__ = [
     "from_index_form",
     "canonical_hash",
     "choice_size",
+    "choice_parameter",
+    "choice_values",
     "space_size",
     "sample_choice",
     "neighbour_choice",
@@ -348,7 +350,12 @@ def resolve_architecture(
     return {k: c.resolve(architecture[k], exact=exact) for k, c in choices.items()}
 
 
-def _parameter(choice: Choice, resolved: Resolved) -> dict:
+def choice_parameter(choice: Choice, resolved: Resolved) -> dict:
+    """One key's NNI parameter ``{"_value": ..., "_idx": ...}`` for a resolved selection.
+
+    Raises:
+        SearchSpaceError: ``resolved`` is weights (they have no parameter form).
+    """
     if isinstance(resolved, Weights):
         raise SearchSpaceError(
             f"weights {list(resolved)!r} have no parameter form for key {choice.key!r}; fix the choice first"
@@ -356,6 +363,9 @@ def _parameter(choice: Choice, resolved: Resolved) -> dict:
     if choice.type == LAYER_CHOICE and len(resolved) == 1:
         return {"_value": choice.candidates[resolved[0]], "_idx": resolved[0]}
     return {"_value": [choice.candidates[i] for i in resolved], "_idx": list(resolved)}
+
+
+_parameter = choice_parameter  # the old private name, kept for existing callers
 
 
 def _exported(choice: Choice, resolved: Resolved) -> Any:
@@ -371,7 +381,7 @@ def to_parameters(architecture: Mapping[str, Any], search_space: Mapping[str, An
     """An architecture in any form -> the tuner parameter form ``{key: {"_value", "_idx"}}``."""
     choices = parse_search_space(search_space)
     resolved = resolve_architecture(architecture, choices)
-    return {k: _parameter(choices[k], r) for k, r in resolved.items()}
+    return {k: choice_parameter(choices[k], r) for k, r in resolved.items()}
 
 
 def to_exported(architecture: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict:
@@ -566,7 +576,9 @@ def crossover_architectures(
     return {k: list(a[k] if rng.random() < 0.5 else b[k]) for k in choices}
 
 
-def _choice_values(choice: Choice) -> list[tuple[int, ...]]:
+def choice_values(choice: Choice) -> list[tuple[int, ...]]:
+    """Every exact value of a choice as a tuple of sorted candidate indices (one index for a
+    LayerChoice; every ``n_chosen``-subset, or every subset when ``n_chosen`` is None)."""
     n = choice.length
     if choice.type == LAYER_CHOICE:
         return [(i,) for i in range(n)]
@@ -586,5 +598,8 @@ def enumerate_architectures(search_space: Mapping[str, Any]):
     """
     choices = parse_search_space(search_space)
     keys = list(choices)
-    for combo in itertools.product(*(_choice_values(choices[k]) for k in keys)):
+    for combo in itertools.product(*(choice_values(choices[k]) for k in keys)):
         yield {k: list(v) for k, v in zip(keys, combo)}
+
+
+_choice_values = choice_values  # the old private name, kept for existing callers

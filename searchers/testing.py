@@ -36,7 +36,7 @@ import numpy as np
 import pytest
 
 from searchers.base import CallLog, NoMoreTrialError, Tuner
-from searchers.space import _parameter, canonical_hash, parse_search_space, space_size
+from searchers.space import canonical_hash, choice_parameter, parse_search_space, space_size
 
 __all__ = [
     "SPACES",
@@ -141,7 +141,7 @@ def check_parameters(parameters: Any, search_space: Mapping[str, Any]) -> None:
             f"{key}: a parameter is {{'_value', '_idx'}}, got {value!r}"
         )
         resolved = choice.resolve(value, exact=True)
-        expected = _parameter(choice, resolved)
+        expected = choice_parameter(choice, resolved)
         assert value == expected and type(value["_idx"]) is type(expected["_idx"]), (
             f"{key}: got {value!r}, to_parameters writes {expected!r}"
         )

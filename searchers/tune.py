@@ -30,13 +30,13 @@ from typing import Any
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 
-from searchers.base import CallLog, NoMoreTrialError, Tuner, _calls_without_argument
+from searchers.base import CallLog, NoMoreTrialError, Tuner, calls_without_argument
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
     Choice,
     SearchSpaceError,
-    _parameter,
+    choice_parameter,
     parse_search_space,
     to_parameters,
 )
@@ -241,7 +241,7 @@ class TunerSearcher(Searcher):
                 f"{type(self.tuner).__name__}.generate_parameters must return one parameter per key "
                 f"{sorted(choices)}, got {got}"
             )
-        return {k: _parameter(c, c.resolve(parameters[k], exact=True)) for k, c in choices.items()}
+        return {k: choice_parameter(c, c.resolve(parameters[k], exact=True)) for k, c in choices.items()}
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         """Feed the trial's final metric to the tuner, or report it failed."""
@@ -337,7 +337,7 @@ class TunerSearcher(Searcher):
                     f"but this searcher has already suggested {self._next_id} trials"
                 )
             calls = CallLog(state.get("calls") or [])
-            if _calls_without_argument(self.tuner.load_checkpoint):
+            if calls_without_argument(self.tuner.load_checkpoint):
                 self.tuner.load_checkpoint()
         if state["search_space"] is not None:
             self._space = state["search_space"]

@@ -132,7 +132,7 @@ class ClassicMutator(Mutator):
         if path:  # dry run (nnictl ss_gen / raynas ss-gen --trial-command): write the space, end the script
             write_json_atomic(path, self._search_space)
             sys.exit(0)
-        if _trial.current_trial() is None and not _trial._in_unentered_tune_trial():
+        if _trial.current_trial() is None and not _trial.in_unentered_tune_trial():
             logger.warning("This is in standalone mode, the chosen are the first one(s).")
             self._chosen_arch = first_candidates(self._search_space)
         else:

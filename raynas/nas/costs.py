@@ -145,7 +145,7 @@ def _profiling_path(mutator: Mutator) -> dict[str, torch.Tensor]:
     for key, m in mutator.choice_mutables.items():
         mask = torch.zeros(m.length, dtype=torch.bool)
         if isinstance(m, LayerChoice):
-            live = [i for i, name in enumerate(m.names) if m._modules[name] is not None]
+            live = [i for i, cand in enumerate(m.choices) if cand is not None]
             mask[live[:1]] = True
         elif m.n_chosen is None:
             mask[:] = True
@@ -174,7 +174,7 @@ def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
     """
     from raynas.train._batch import batch_size, snapshot
 
-    model = mutator.__dict__["model"]
+    model = mutator.model
     batch = batch_size(example)
     choices = mutator.choice_mutables
     instances = [(k, m) for k, _p, m in mutator.parsed.instances if isinstance(m, (LayerChoice, InputChoice))]
@@ -188,33 +188,31 @@ def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
         # copies of the containers: a caller may append to the list it passed after the call
         captured.setdefault(id(module), (snapshot(args), snapshot(kwargs)))
 
-    saved = dict(mutator._plans)
     was_training = model.training
     handles = [m.register_forward_pre_hook(pre_hook, with_kwargs=True) for _k, m in instances]
     try:
         model.eval()
-        mutator.apply_decisions(_profiling_path(mutator))
-        base_leaves = [x for x in _leaves(model) if id(x) not in inside]
-        base_flops = _count_flops(lambda: model(example), base_leaves)
-        table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
-        for key, m in instances:
-            if id(m) not in captured:
-                continue  # a choice this forward never reached costs nothing
-            args, kwargs = captured[id(m)]
-            if isinstance(m, LayerChoice):
-                for i, cand in enumerate(m.choices):
-                    if cand is None:
-                        continue  # pruned by a fixed architecture: never runs
-                    table[key][i][0] += sum(p.numel() for p in cand.parameters())
-                    table[key][i][1] += _count_flops(lambda c=cand: c(*args, **kwargs), _leaves(cand))
-            else:
-                inputs = m._as_list(args[0] if args else kwargs["optional_inputs"])
-                for i, t in enumerate(inputs):
-                    table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
+        with mutator.applied(_profiling_path(mutator)):  # the path in force comes back after
+            base_leaves = [x for x in _leaves(model) if id(x) not in inside]
+            base_flops = _count_flops(lambda: model(example), base_leaves)
+            table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
+            for key, m in instances:
+                if id(m) not in captured:
+                    continue  # a choice this forward never reached costs nothing
+                args, kwargs = captured[id(m)]
+                if isinstance(m, LayerChoice):
+                    for i, cand in enumerate(m.choices):
+                        if cand is None:
+                            continue  # pruned by a fixed architecture: never runs
+                        table[key][i][0] += sum(p.numel() for p in cand.parameters())
+                        table[key][i][1] += _count_flops(lambda c=cand: c(*args, **kwargs), _leaves(cand))
+                else:
+                    inputs = m.candidate_inputs(args[0] if args else kwargs["optional_inputs"])
+                    for i, t in enumerate(inputs):
+                        table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
     finally:
         for h in handles:
             h.remove()
-        mutator._plans = saved
         model.train(was_training)
     base_params = sum(p.numel() for p in {id(p): p for p in model.parameters()}.values()) - sum(
         sum(p.numel() for p in m.parameters()) for _k, m in instances if isinstance(m, LayerChoice)

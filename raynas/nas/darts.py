@@ -172,7 +172,7 @@ class DartsMutator(LearnableMutator):
         """
         if key in self.choices:
             return self.choices[key]
-        canon = self._parsed.canonical_key(key)
+        canon = self.parsed.canonical_key(key)
         if canon in self.choices:
             return self.choices[canon]
         raise KeyError(f"no alpha with key {key!r} (keys: {', '.join(self.choices)})")
@@ -180,7 +180,7 @@ class DartsMutator(LearnableMutator):
     def _ones(self, n: int) -> torch.Tensor:
         device = self.device()
         if device is None:
-            first = next(iter(self.__dict__["model"].parameters()), None)
+            first = next(iter(self.model.parameters()), None)
             device = first.device if first is not None else torch.device("cpu")
         return torch.ones(n, dtype=torch.bool, device=device)
 
@@ -194,7 +194,7 @@ class DartsMutator(LearnableMutator):
     def sample_search(self) -> dict[str, torch.Tensor]:
         """``softmax(alpha)[:-1]`` per LayerChoice (with its graph); all inputs of an InputChoice."""
         result: dict[str, torch.Tensor] = {}
-        for key, mutable in self._parsed.choices.items():
+        for key, mutable in self.parsed.choices.items():
             if isinstance(mutable, LayerChoice):
                 result[key] = torch.softmax(self.choices[key], dim=-1)[:-1]
             elif self.learn_inputs:
@@ -206,7 +206,7 @@ class DartsMutator(LearnableMutator):
     def sample_final(self) -> dict[str, torch.Tensor]:
         """The strongest op per LayerChoice, the top-``n_chosen`` edges per InputChoice, and
         all-false LayerChoices on the dropped edges."""
-        choices = self._parsed.choices
+        choices = self.parsed.choices
         result: dict[str, torch.Tensor] = {}
         strongest: dict[str, float] = {}
         with torch.no_grad():
@@ -238,7 +238,7 @@ class DartsMutator(LearnableMutator):
                 result[key] = torch.from_numpy(np.asarray(mask, dtype=bool))
                 if k is not None:  # NNI prunes only behind an InputChoice with n_chosen
                     for label, keep in zip(mutable.choose_from, mask.tolist()):
-                        source = self._parsed.canonical_key(label) if label else label
+                        source = self.parsed.canonical_key(label) if label else label
                         if not keep and source in strongest:
                             dropped.add(source)
             for label in dropped:
@@ -249,7 +249,7 @@ class DartsMutator(LearnableMutator):
         """Each input's weight for the top-k: its LayerChoice's strongest op weight (else 0)."""
         weights = []
         for label in mutable.choose_from:
-            source = self._parsed.canonical_key(label) if label else label
+            source = self.parsed.canonical_key(label) if label else label
             if source in strongest:
                 weights.append(strongest[source])
                 continue
@@ -295,7 +295,7 @@ class DartsMutator(LearnableMutator):
             ValueError: ``order=2`` without ``train_batch`` or ``lr``.
         """
         criterion = criterion or nn.functional.cross_entropy
-        model = self.__dict__["model"]
+        model = self.model
         alphas = self.arch_parameters()
         if not alphas:  # no LayerChoice (and no learned input): nothing to learn, the loss is reported
             with torch.no_grad():

@@ -399,7 +399,7 @@ class EnasMutator(LearnableMutator):
             ``{"reward", "arch_accuracy", "entropy", "skip_penalty", "baseline"}`` (all but the
             baseline this replica's; the baseline is the same on every replica).
         """
-        model = self.__dict__["model"]
+        model = self.model
         x, y = arch_batch
         self.arch_optimizer.zero_grad(set_to_none=True)
         with torch.enable_grad():

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from raynas.nas.mutables import LayerChoice
-from raynas.nas.mutator import Mutator, MutatorBindingError, parse_model
+from raynas.nas.mutator import Mutator, MutatorBindingError, bound_mutator, parse_model
 from raynas.nas.space import model_choices, to_decisions, to_exported
 
 __all__ = ["FixedArchitecture", "apply_fixed_architecture", "copy_supernet_weights", "load_architecture"]
@@ -95,7 +95,7 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
         MutatorBindingError: the model is already bound to a mutator.
     """
     arch = load_architecture(arch)
-    bound = model.__dict__.get("_raynas_mutator")
+    bound = bound_mutator(model)
     if bound is not None:
         raise MutatorBindingError(
             f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
@@ -150,7 +150,7 @@ def copy_supernet_weights(
         ValueError: a weight's shape differs.
     """
     source = supernet.state_dict() if isinstance(supernet, nn.Module) else supernet
-    mutator = fixed_model.__dict__.get("_raynas_mutator")
+    mutator = bound_mutator(fixed_model)
     replaced = getattr(mutator, "replaced", {}) if mutator is not None else {}
     prefixes = sorted(replaced, key=len, reverse=True)
     target = fixed_model.state_dict()

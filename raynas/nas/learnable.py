@@ -178,7 +178,7 @@ class ArchTrainer:
     ):
         if not isinstance(mutator, LearnableMutator):
             raise TypeError(f"ArchTrainer needs a LearnableMutator (DartsMutator, EnasMutator), got {type(mutator).__name__}")
-        if mutator.__dict__.get("model") is not model:
+        if mutator.model is not model:
             raise ValueError("the mutator is not bound to this model; build the mutator on it first")
         if isinstance(arch_warmup_steps, bool) or not isinstance(arch_warmup_steps, int) or arch_warmup_steps < 0:
             raise ValueError(f"arch_warmup_steps must be an integer >= 0, got {arch_warmup_steps!r}")

@@ -10,23 +10,74 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
 from raynas.nas.utils import construction_serial, global_mutable_counting
 
-if TYPE_CHECKING:  # pragma: no cover
-    from raynas.nas.mutator import BaseMutator
-
 _logger = logging.getLogger(__name__)
-__all__ = ["Mutable", "LayerChoice", "InputChoice", "MutableScope", "REDUCTIONS", "NO_KEY"]
+__all__ = [
+    "Mutable",
+    "LayerChoice",
+    "InputChoice",
+    "MutableScope",
+    "MutatorHooks",
+    "REDUCTIONS",
+    "NO_KEY",
+    "auto_key_serial",
+    "bind_mutable",
+    "unbind_mutable",
+]
 
 REDUCTIONS = ("sum", "mean", "concat", "none")
 NO_KEY = ""  # an input-choice candidate without a label (NNI's NO_KEY)
 # LayerChoice attributes a candidate name may not take (NNI reserves the first six)
 _RESERVED = frozenset({"length", "reduction", "return_mask", "_key", "key", "names", "choices", "name", "mutator"})
+
+
+class MutatorHooks(Protocol):
+    """What a mutable asks of the mutator bound to it (:class:`raynas.nas.BaseMutator` implements it).
+
+    Mutables know their mutator only through this protocol, so this module imports no mutator.
+    """
+
+    def enter_mutable_scope(self, mutable_scope: MutableScope) -> None:
+        """The forward pass enters ``mutable_scope``."""
+
+    def exit_mutable_scope(self, mutable_scope: MutableScope) -> None:
+        """The forward pass leaves ``mutable_scope`` (also on error)."""
+
+    def on_forward_layer_choice(self, mutable: LayerChoice, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        """Run a LayerChoice: ``(output, mask)``."""
+
+    def on_forward_input_choice(self, mutable: InputChoice, tensor_list: list) -> tuple[Any, Any]:
+        """Run an InputChoice on its inputs in ``choose_from`` order: ``(output, mask)``."""
+
+
+def bind_mutable(mutable: Mutable, mutator: MutatorHooks, name: str) -> None:
+    """Bind ``mutable`` to ``mutator`` under its module path ``name`` (what a mutator does when it binds).
+
+    Kept out of the module's attributes (and its ``state_dict``): a mutator is not a submodule.
+    """
+    mutable.__dict__["_name"] = name
+    mutable.__dict__["_mutator"] = mutator
+
+
+def unbind_mutable(mutable: Mutable, mutator: MutatorHooks) -> None:
+    """Unbind ``mutable`` if ``mutator`` is the one bound to it (what :meth:`BaseMutator.detach` does)."""
+    if mutable.__dict__.get("_mutator") is mutator:
+        mutable.__dict__["_mutator"] = None
+
+
+def auto_key_serial(mutable: Mutable) -> int | None:
+    """The construction serial of a mutable whose key NNI's counter gave, ``None`` for an explicit key.
+
+    Orders unkeyed mutables by construction (for their NNI counter-key aliases, see
+    :attr:`raynas.nas.ParsedModel.aliases`).
+    """
+    return mutable.__dict__["_serial"] if mutable._auto_key else None
 
 
 def _check_key(key: Any) -> str | None:
@@ -79,11 +130,11 @@ class Mutable(nn.Module):
         return self.__dict__.get("_name") or self._key
 
     @property
-    def mutator(self) -> BaseMutator | None:
+    def mutator(self) -> MutatorHooks | None:
         """The mutator bound to this mutable, or ``None``."""
         return self.__dict__.get("_mutator")
 
-    def _require_mutator(self) -> BaseMutator:
+    def _require_mutator(self) -> MutatorHooks:
         mutator = self.__dict__.get("_mutator")
         if mutator is None:
             raise RuntimeError(
@@ -306,7 +357,18 @@ class InputChoice(Mutable):
     def __len__(self) -> int:
         return self.n_candidates
 
-    def _as_list(self, optional_inputs: Any) -> list:
+    def candidate_inputs(self, optional_inputs: Any) -> list:
+        """This choice's inputs as a list in ``choose_from`` order (what the mutator receives).
+
+        Args:
+            optional_inputs: what the forward got: a list of ``n_candidates`` inputs, or a dict
+                keyed by the ``choose_from`` labels.
+
+        Raises:
+            TypeError: neither a list nor a dict, or a dict for unlabelled candidates.
+            KeyError: a label has no input.
+            ValueError: a list of the wrong length.
+        """
         if isinstance(optional_inputs, Mapping):
             if not all(self.choose_from):
                 raise TypeError(
@@ -329,8 +391,10 @@ class InputChoice(Mutable):
             )
         return list(optional_inputs)
 
+    _as_list = candidate_inputs  # the old private name, kept for existing callers
+
     def forward(self, optional_inputs: Sequence[torch.Tensor] | Mapping[str, torch.Tensor]) -> Any:
         mutator = self._require_mutator()
-        out, mask = mutator.on_forward_input_choice(self, self._as_list(optional_inputs))
+        out, mask = mutator.on_forward_input_choice(self, self.candidate_inputs(optional_inputs))
         return (out, mask) if self.return_mask else out
 

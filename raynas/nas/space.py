@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice
-from raynas.nas.mutator import BaseMutator, parse_model
+from raynas.nas.parse import parsed_of
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
@@ -44,9 +44,9 @@ def _choice_of(key: str, mutable: LayerChoice | InputChoice) -> Choice:
     return Choice(key=key, type=INPUT_CHOICE, candidates=tuple(mutable.choose_from), n_chosen=mutable.n_chosen)
 
 
-def model_choices(model: nn.Module | BaseMutator) -> dict[str, Choice]:
+def model_choices(model: nn.Module) -> dict[str, Choice]:
     """``{key: Choice}`` (sorted by key) of a model, or of the model a mutator is bound to."""
-    parsed = model.parsed if isinstance(model, BaseMutator) else parse_model(model)
+    parsed = parsed_of(model)
     return {k: _choice_of(k, parsed.choices[k]) for k in sorted(parsed.choices)}
 
 
@@ -69,19 +69,19 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _space(space: Mapping[str, Any] | nn.Module | BaseMutator) -> dict[str, Choice]:
-    if isinstance(space, (nn.Module, BaseMutator)):
+def _space(space: Mapping[str, Any] | nn.Module) -> dict[str, Choice]:
+    if isinstance(space, nn.Module):  # a mutator too
         return model_choices(space)
     return parse_search_space(space)
 
 
-def _plain_arch(architecture: Any, space: Mapping[str, Any] | nn.Module | BaseMutator) -> Any:
+def _plain_arch(architecture: Any, space: Mapping[str, Any] | nn.Module) -> Any:
     """Tensors -> lists and, against a model, alias keys (module paths, NNI counter keys) -> keys."""
     if not isinstance(architecture, Mapping):
         return architecture
     plain = {k: _plain(v) for k, v in architecture.items()}
-    if isinstance(space, (nn.Module, BaseMutator)):
-        parsed = space.parsed if isinstance(space, BaseMutator) else parse_model(space)
+    if isinstance(space, nn.Module):  # a mutator too
+        parsed = parsed_of(space)
         try:
             plain = parsed.canonical(plain)
         except ValueError as exc:

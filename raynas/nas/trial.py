@@ -48,6 +48,7 @@ __all__ = [
     "get_next_parameter",
     "get_sequence_id",
     "get_trial_id",
+    "in_unentered_tune_trial",
     "report_final_result",
     "report_intermediate_result",
     "trial_context",
@@ -99,7 +100,9 @@ def current_trial() -> TrialContext | None:
     return _context
 
 
-def _in_unentered_tune_trial() -> bool:
+def in_unentered_tune_trial() -> bool:
+    """Whether this code runs inside a Ray Tune trial that raynas did not enter (no :class:`TrialContext`
+    in force, but a Ray session is): NNI's trial API must not then fall back to standalone defaults."""
     if "ray" not in sys.modules:
         return False
     try:
@@ -108,6 +111,9 @@ def _in_unentered_tune_trial() -> bool:
         return get_session() is not None
     except Exception:  # noqa: BLE001 - an internal of Ray that may move: then assume standalone
         return False
+
+
+_in_unentered_tune_trial = in_unentered_tune_trial  # the old private name, kept for existing callers
 
 
 def _check_entered(api: str) -> None:

@@ -200,7 +200,7 @@ class WeightSharingEvaluator:
                 total += int(y.shape[0])
         example = first_examples(self._eval[0][0], 1)
         costs = profile_costs(mutator, example)
-        params, flops = costs.cost(mutator._decisions)
+        params, flops = costs.cost(mutator.decisions)
         return {
             "val_accuracy": correct / max(total, 1),
             "val_loss": loss_sum / max(total, 1),

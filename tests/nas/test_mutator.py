@@ -212,3 +212,77 @@ def test_unkeyed_scope_takes_a_counter_key_and_its_path_as_alias():
     mutator = RandomMutator(ScopedFactory(Net)())
     assert [m.key for m in mutator.mutables] == ["MutableScope1"]
     assert mutator.parsed.aliases == {"scope": "MutableScope1"}
+
+
+def test_decisions_and_chosen_indices_read_the_decision_in_force():
+    net = Pair("sum")
+    mutator = RandomMutator(net)
+    assert mutator.decisions == {} and mutator.chosen_indices == {}  # nothing before a reset
+    weights = torch.tensor([0.5, 0.0, 0.25])
+    mutator.apply_decisions({"op": weights, "inp": torch.tensor([True, False, True])})
+    assert mutator.decisions["op"] is weights and mutator.decisions["inp"].tolist() == [True, False, True]
+    assert mutator.chosen_indices == {"op": (0, 2), "inp": (0, 2)}
+    mutator.decisions.clear()  # a copy: the decision in force stays
+    assert set(mutator.decisions) == {"op", "inp"}
+
+
+def test_applied_puts_decisions_in_force_for_the_block_only():
+    net = Pair("sum")
+    mutator = RandomMutator(net)
+    with mutator.applied({"op": torch.tensor([False, True, False]), "inp": torch.tensor([True, False, False])}):
+        assert torch.equal(net(torch.ones(2))[0], torch.full((2,), 2.0))
+    assert mutator.decisions == {}  # nothing was in force before: nothing after
+    _decide(mutator, [True, False, False], [False, True, False])
+    before = mutator.decisions
+    with pytest.raises(ZeroDivisionError):
+        with mutator.applied({"op": torch.tensor([False, False, True]), "inp": torch.tensor([True, True, True])}):
+            assert mutator.chosen_indices["op"] == (2,)
+            1 / 0
+    assert mutator.decisions == before  # restored on error too
+    with pytest.raises(DecisionError, match="no entry for key 'inp'"):
+        with mutator.applied({"op": torch.tensor([False, False, True])}):
+            pass
+    assert mutator.decisions == before
+
+
+def test_bound_mutator_and_model_name_the_binding():
+    from raynas.nas.mutator import bound_mutator
+
+    net = Pair("sum")
+    assert bound_mutator(net) is None
+    mutator = RandomMutator(net)
+    assert bound_mutator(net) is mutator and mutator.model is net
+    mutator.detach()
+    assert bound_mutator(net) is None and mutator.model is None
+    assert all(m.mutator is None for m in mutator.undedup_mutables)
+
+
+def test_the_nas_modules_import_one_way():
+    """mutables <- parse <- space <- mutator <- the algorithms: no cycle, at module level or inside functions."""
+    import ast
+    from pathlib import Path
+
+    import raynas.nas
+
+    folder = Path(raynas.nas.__file__).parent
+    graph = {}
+    for path in folder.glob("*.py"):
+        if path.stem == "__init__":
+            continue
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("raynas.nas."):
+                deps.add(node.module.split(".")[2])
+            elif isinstance(node, ast.ImportFrom) and node.module == "raynas.nas":
+                deps.update(alias.name for alias in node.names if (folder / f"{alias.name}.py").exists())
+        graph[path.stem] = deps - {path.stem}
+    assert "mutator" not in graph["mutables"] | graph["parse"] | graph["space"]
+    assert "space" not in graph["parse"] | graph["mutables"]
+
+    def visit(name, stack):
+        assert name not in stack, f"import cycle: {' -> '.join([*stack, name])}"
+        for dep in graph.get(name, ()):
+            visit(dep, [*stack, name])
+
+    for name in graph:
+        visit(name, [])

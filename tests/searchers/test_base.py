@@ -121,3 +121,61 @@ def test_defaults_of_the_optional_hooks():
     assert len(tuner.generate_multiple_parameters([0, 1])) == 2
     assert len(tuner.generate_multiple_parameters([2, 3, 4])) == 1  # stops at NoMoreTrialError
     assert tuner.generate_multiple_parameters([5]) == []
+
+
+def test_a_user_tuner_on_the_public_arch_tuner_base_proposes_learns_and_checkpoints():
+    import json
+
+    from searchers import ArchTuner, canonical_hash, space_size
+    from searchers.testing import SMALL_SPACE, check_parameters
+
+    class BestFirst(ArchTuner):
+        """Proposes random unseen architectures; remembers the best score through checkpoints."""
+
+        def __init__(self, *, seed=None):
+            super().__init__(seed=seed, optimize_mode="minimize")
+            self.best = None
+
+        def generate_parameters(self, parameter_id, **kwargs):
+            self._need_space()
+            arch = self._random_unseen()
+            if arch is None:
+                raise NoMoreTrialError("space exhausted")
+            return self._propose(parameter_id, arch)
+
+        def _on_result(self, parameter_id, arch, score):
+            self.best = score if self.best is None else max(self.best, score)
+
+        def _state(self):
+            return {"best": self.best}
+
+        def _load_state(self, state):
+            self.best = state["best"]
+
+    tuner = BestFirst(seed=0)
+    tuner.update_search_space(SMALL_SPACE)
+    proposals = [tuner.generate_parameters(i) for i in range(3)]
+    for p in proposals:
+        check_parameters(p, SMALL_SPACE)
+    tuner.receive_trial_result(0, proposals[0], 2.0)
+    tuner.receive_trial_result(1, proposals[1], 1.0)
+    assert tuner.best == -1.0  # minimize: larger score is better
+    clone = BestFirst()
+    clone.load_checkpoint(json.loads(json.dumps(tuner.save_checkpoint())))
+    assert clone.best == -1.0 and clone.generate_parameters(9) == tuner.generate_parameters(9)
+    rest = [tuner.generate_parameters(10 + i) for i in range(space_size(SMALL_SPACE) - 4)]
+    assert len({canonical_hash(p, SMALL_SPACE) for p in proposals + rest}) == space_size(SMALL_SPACE) - 1
+    with pytest.raises(NoMoreTrialError):
+        tuner.generate_parameters(99)
+
+
+def test_the_shared_helpers_are_public_and_the_old_private_names_still_import():
+    from searchers import base, evolution, space
+
+    assert base._ArchTuner is base.ArchTuner
+    assert (base._arch_json, base._arch_tuple, base._pid) == (base.arch_json, base.arch_tuple, base.hashable_id)
+    assert base.hashable_id([1, [2, 3]]) == (1, (2, 3)) and base.arch_tuple(base.arch_json(((0,), (1, 2)))) == ((0,), (1, 2))
+    assert evolution._positive_int is base.positive_int and space._parameter is space.choice_parameter
+    assert space._choice_values is space.choice_values and base._calls_without_argument is base.calls_without_argument
+    with pytest.raises(ValueError, match="population_size must be >= 2, got 1"):
+        base.positive_int("population_size", 1, minimum=2)
