@@ -343,7 +343,7 @@ def test_state_dict_and_pickle_carry_the_rngs_the_fallbacks_and_the_flops_func()
 
     mutator.load_state_dict(state)
     clone = pickle.loads(pickle.dumps(mutator))
-    assert clone.flops_func.__self__ is clone.__dict__["model"]  # the clone prices its own model
+    assert clone.flops_func.__self__ is clone.model  # the clone prices its own model
     assert clone.fallbacks == saved_fallbacks
     assert _paths(clone, 20) == expected
 
