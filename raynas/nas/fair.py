@@ -30,7 +30,8 @@ class FairMutator(RandomMutator):
 
     def __init__(self, model: nn.Module, *, seed: int | None = None):
         super().__init__(model, seed=seed)
-        self.paths_per_step = max((m.length for m in self.choice_mutables.values() if isinstance(m, LayerChoice)), default=1)
+        layer_choices = [m for m in self.choice_mutables.values() if isinstance(m, LayerChoice)]
+        self.paths_per_step = max((m.length for m in layer_choices), default=1)
         self._queue: list[dict[str, torch.Tensor]] = []
 
     def _group(self) -> list[dict[str, torch.Tensor]]:

@@ -165,7 +165,8 @@ def parse_model(model: nn.Module) -> ParsedModel:
         The :class:`ParsedModel`.
 
     Raises:
-        MutatorBindingError: a choice nested inside a LayerChoice, mutables that share a key but disagree on their candidates, or an InputChoice label
+        MutatorBindingError: a choice nested inside a LayerChoice, mutables that share a key but disagree on
+            their candidates, or an InputChoice label
             that names a mutable which is not parsed before it.
     """
     if not isinstance(model, nn.Module):
