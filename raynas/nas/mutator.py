@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from searchers.errors import RaynasError
 from raynas.nas.mutables import InputChoice, LayerChoice, Mutable, MutableScope
 
 __all__ = [
@@ -29,11 +30,11 @@ __all__ = [
 ]
 
 
-class MutatorBindingError(RuntimeError):
+class MutatorBindingError(RaynasError, RuntimeError):
     """A model or mutable is already bound to another mutator, or the model cannot be parsed."""
 
 
-class DecisionError(ValueError):
+class DecisionError(RaynasError, ValueError):
     """A decision dict breaks a rule (missing or unknown key, wrong type, dtype or length)."""
 
 
