@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from searchers.errors import CheckpointError
 from searchers.space import (
     Choice,
     SearchSpaceError,
@@ -66,10 +67,6 @@ class NoMoreTrialError(Exception):
     A driver that still has trials running should wait for their results and ask again; with
     nothing running, the search is over.
     """
-
-
-class CheckpointError(ValueError):
-    """A tuner checkpoint does not fit the tuner it is loaded into."""
 
 
 def check_optimize_mode(mode: Any) -> str:

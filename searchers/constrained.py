@@ -8,11 +8,12 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.tune.search import Searcher
+from searchers.errors import RaynasError
 
 __all__ = ["ConstrainedSearcher", "ConstraintError"]
 
 
-class ConstraintError(RuntimeError):
+class ConstraintError(RaynasError, RuntimeError):
     """The wrapped searcher proposed nothing within the constraint for too long."""
 
 

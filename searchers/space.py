@@ -31,6 +31,8 @@ from typing import Any, Union
 
 import numpy as np
 
+from searchers.errors import RaynasError
+
 __all__ = [
     "LAYER_CHOICE",
     "INPUT_CHOICE",
@@ -62,7 +64,7 @@ INPUT_CHOICE = "input_choice"
 _TYPES = (LAYER_CHOICE, INPUT_CHOICE)
 
 
-class SearchSpaceError(ValueError):
+class SearchSpaceError(RaynasError, ValueError):
     """A search space, parameter set or architecture breaks a rule; the message names key and value."""
 
 

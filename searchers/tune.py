@@ -40,6 +40,7 @@ from searchers.space import (
     parse_search_space,
     to_parameters,
 )
+from searchers.errors import RaynasError
 
 __all__ = ["ARCH_KEY", "TunerSearcher", "to_tune_space", "from_tune_config", "load_searcher", "SearcherLoadError"]
 
@@ -50,7 +51,7 @@ _COMBINATION_LIMIT = 100_000
 logger = logging.getLogger(__name__)
 
 
-class SearcherLoadError(ValueError):
+class SearcherLoadError(RaynasError, ValueError):
     """``load_searcher`` could not build a searcher from the given import path."""
 
 

@@ -8,6 +8,7 @@ from raynas.experiment.config import (
     ModelSection,
     RetrainSection,
     SearchSection,
+    build_config,
     load_config,
 )
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
@@ -15,9 +16,10 @@ from raynas.experiment.runner import (
     Experiment,
     ExperimentExistsError,
     SpaceMismatchError,
+    create_experiment,
     init_ray,
     leaderboard,
-    run_experiment,
+    resume_experiment,
     top_architectures,
 )
 
@@ -35,9 +37,11 @@ __all__ = [
     "RetrainSection",
     "SearchSection",
     "SpaceMismatchError",
+    "build_config",
+    "create_experiment",
+    "resume_experiment",
     "init_ray",
     "leaderboard",
     "load_config",
-    "run_experiment",
     "top_architectures",
 ]

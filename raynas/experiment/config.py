@@ -22,6 +22,7 @@ from raynas.train.config import ConfigError, SupernetConfig
 
 __all__ = [
     "ConfigError",
+    "build_config",
     "ExperimentSection",
     "ModelSection",
     "DataSection",
@@ -361,3 +362,48 @@ def _merge(base: dict, update: Mapping) -> dict:
         else:
             out[section].update(values)
     return out
+
+
+def build_config(
+    config: str | os.PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> ExperimentConfig:
+    """An :class:`ExperimentConfig` from Python values (what :func:`raynas.create_experiment` takes).
+
+    Args:
+        config: ``None`` (the built-in experiment), a YAML file, a mapping of sections
+            (``{"supernet": {"epochs": 5}}``; unset keys keep their defaults) or a config.
+        overrides: settings applied on top, by dotted key (``{"supernet.epochs": 5}``) or as
+            nested sections (``{"supernet": {"epochs": 5}}``).
+
+    Returns:
+        The checked config; ``supernet.seed`` follows ``experiment.seed`` unless set.
+
+    Raises:
+        ConfigError: an unknown section or key, or a bad value (the message names both).
+    """
+    if isinstance(config, ExperimentConfig):
+        user: dict = {}
+        base = config.to_dict()
+    else:
+        user = _read_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
+        base = ExperimentConfig().to_dict()
+    data = _merge(base, user)
+    seed_given = isinstance(config, ExperimentConfig) or (
+        isinstance(user.get("supernet"), Mapping) and "seed" in user["supernet"]
+    )
+    for key, value in dict(overrides or {}).items():
+        if not isinstance(key, str) or not key:
+            raise ConfigError(f"override keys are 'section.key' strings or section names, got {key!r}")
+        if "." not in key:
+            if not isinstance(value, Mapping):
+                raise ConfigError(f"override {key!r} names a section, so its value must be a mapping, got {value!r}")
+            data = _merge(data, {key: value})
+            seed_given = seed_given or (key == "supernet" and "seed" in value)
+            continue
+        parts = key.split(".")
+        _apply_override(data, parts, value, f"{key}={value!r}")
+        seed_given = seed_given or parts[:2] == ["supernet", "seed"]
+    if not seed_given and isinstance(data.get("supernet"), dict):
+        data["supernet"]["seed"] = data["experiment"].get("seed")
+    return ExperimentConfig.from_dict(data)

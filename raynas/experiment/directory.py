@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 from raynas._io import write_json_atomic
+from searchers.errors import RaynasError
 
 __all__ = ["PHASES", "ExperimentDir", "ExperimentDirError", "is_uri"]
 
 PHASES = ("space", "supernet", "search", "retrain")
 
 
-class ExperimentDirError(ValueError):
+class ExperimentDirError(RaynasError, ValueError):
     """A directory is missing, or is not a raynas experiment."""
 
 

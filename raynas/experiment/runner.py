@@ -10,10 +10,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomic
-from raynas.experiment.config import ConfigError, ExperimentConfig, load_config
+from raynas.experiment.config import ConfigError, ExperimentConfig, build_config, load_config
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
 from raynas.search import SEARCH_COLUMNS, data_factory, model_factory
 from raynas.retrain import RETRAIN_COLUMNS
+from searchers.errors import RaynasError
 
 __all__ = [
     "Experiment",
@@ -32,7 +33,7 @@ class ExperimentExistsError(ExperimentDirError):
     """A new run would write into an existing experiment directory."""
 
 
-class SpaceMismatchError(ValueError):
+class SpaceMismatchError(RaynasError, ValueError):
     """The model's search space differs from the one stored in the experiment directory."""
 
 
@@ -66,10 +67,11 @@ class Experiment:
     check everything a user can get wrong before anything is written.
     """
 
-    def __init__(self, config: ExperimentConfig, xdir: ExperimentDir, *, log: Log = print):
+    def __init__(self, config: ExperimentConfig, xdir: ExperimentDir, *, log: Log = print, resumed: bool = False):
         self.config = config
         self.dir = xdir
         self.log = log
+        self.resumed = resumed
         self.model_factory = model_factory(config.model.factory, config.model.kwargs)
         self.data_factory = data_factory(config.data.name, config.data.kwargs)
         self.space = self._check_model()
@@ -90,7 +92,7 @@ class Experiment:
         """The experiment in ``root`` with its stored config (plus ``--set`` overrides)."""
         xdir = ExperimentDir.existing(root)
         config = load_config(xdir.config, overrides)
-        return cls(config, xdir, log=log)
+        return cls(config, xdir, log=log, resumed=True)
 
     def _check_model(self) -> dict:
         from torch import nn
@@ -137,8 +139,24 @@ class Experiment:
 
     # -- phases -------------------------------------------------------------------------------
 
-    def run(self, *, local: bool, until: str | None = None, resume: bool = False) -> None:
-        """Run every phase not yet done, up to ``until`` (inclusive), then write the report."""
+    def run(
+        self, *, local: bool = False, address: str | None = None, until: str | None = None, resume: bool | None = None
+    ) -> None:
+        """Run every phase not yet done, up to ``until`` (inclusive), then write the report.
+
+        Args:
+            local: every phase in this process, without Ray (``pdb`` works).
+            address: the Ray cluster to connect to (default: ``RAY_ADDRESS`` or a local Ray,
+                started for you unless Ray is already initialised).
+            until: the last phase to run (``space``, ``supernet``, ``search``, ``retrain``).
+            resume: continue the phases' own progress (Tune experiments, checkpoints); default:
+                whether this experiment was resumed.
+        """
+        if until is not None and until not in PHASES:
+            raise ConfigError(f"until must be one of {', '.join(PHASES)}, got {until!r}")
+        resume = self.resumed if resume is None else resume
+        if not local:
+            init_ray(address)
         last = PHASES.index(until) if until else len(PHASES) - 1
         for i, phase in enumerate(PHASES[: last + 1]):
             if self.dir.done(phase):
@@ -384,25 +402,46 @@ def leaderboard(xdir: ExperimentDir, metric: str, mode: str) -> list[dict]:
     return []
 
 
-def run_experiment(
-    config_path: str | None,
-    overrides: Sequence[str],
+def create_experiment(
+    config: str | os.PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
     *,
-    local: bool,
-    address: str | None,
-    resume_dir: str | None,
-    until: str | None,
+    overrides: Mapping[str, Any] | None = None,
     log: Log = print,
 ) -> Experiment:
-    """What ``raynas search`` does: check the input, then run (or resume) every phase."""
-    if resume_dir is not None:
-        if config_path is not None:
-            raise ConfigError("give either CONFIG or --resume DIR, not both (a resumed run uses DIR/config.yaml)")
-        experiment = Experiment.resume(resume_dir, overrides, log=log)
-    else:
-        experiment = Experiment.create(load_config(config_path, overrides), log=log)
+    """A new experiment, checked before anything is written (``optuna.create_study``'s part).
+
+    Args:
+        config: ``None`` (the built-in mnist1d experiment), a YAML file, a mapping of sections
+            or an :class:`ExperimentConfig`.
+        overrides: settings on top, by dotted key: ``{"supernet.epochs": 5, "search.num_samples": 50}``.
+        log: where progress lines go.
+
+    Returns:
+        The :class:`Experiment`; call ``.run()`` on it.
+
+    Raises:
+        RaynasError: a bad setting, a factory that does not import, or an existing directory.
+    """
+    experiment = Experiment.create(build_config(config, overrides), log=log)
     experiment.check_searcher()
-    if not local:
-        init_ray(address)
-    experiment.run(local=local, until=until, resume=resume_dir is not None)
+    return experiment
+
+
+def resume_experiment(
+    directory: str | os.PathLike, *, overrides: Mapping[str, Any] | None = None, log: Log = print
+) -> Experiment:
+    """The experiment stored in ``directory`` (its ``config.yaml``), to finish with ``.run()``.
+
+    Args:
+        directory: an experiment directory written by an earlier run.
+        overrides: settings on top of the stored config, by dotted key.
+        log: where progress lines go.
+
+    Raises:
+        RaynasError: not an experiment directory, a bad override, or a model whose space changed.
+    """
+    xdir = ExperimentDir.existing(str(directory))
+    config = build_config(xdir.config, overrides)
+    experiment = Experiment(config, xdir, log=log, resumed=True)
+    experiment.check_searcher()
     return experiment

@@ -54,6 +54,7 @@ from raynas.nas.trial import (
     with_nni_trial,
 )
 from searchers.space import LAYER_CHOICE, SearchSpaceError, parse_search_space
+from searchers.errors import RaynasError
 
 if TYPE_CHECKING:  # pragma: no cover
     from ray.tune import ResultGrid
@@ -86,7 +87,7 @@ NNI_GEN_SEARCH_SPACE = "NNI_GEN_SEARCH_SPACE"
 logger = logging.getLogger(__name__)
 
 
-class ClassicNASError(ValueError):
+class ClassicNASError(RaynasError, ValueError):
     """A classic-NAS run was given something it cannot use (a script, a space, an option)."""
 
 

@@ -42,13 +42,14 @@ from torch import nn
 
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
 from raynas.nas.mutables import InputChoice, LayerChoice
+from searchers.errors import ConfigError
 
 __all__ = ["DartsMutator", "DartsConfigError"]
 
 _logger = logging.getLogger(__name__)
 
 
-class DartsConfigError(ValueError):
+class DartsConfigError(ConfigError):
     """A DARTS setting breaks its rule (the message names the setting and the value)."""
 
 

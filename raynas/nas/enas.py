@@ -48,11 +48,12 @@ from torch import nn
 
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
 from raynas.nas.mutables import InputChoice, LayerChoice, MutableScope
+from searchers.errors import ConfigError
 
 __all__ = ["EnasMutator", "EnasConfigError"]
 
 
-class EnasConfigError(ValueError):
+class EnasConfigError(ConfigError):
     """An ENAS setting breaks its rule (the message names the setting and the value)."""
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice, Mutable, auto_key_serial
+from searchers.errors import RaynasError
 
 __all__ = [
     "MutableTreeNode",
@@ -25,11 +26,11 @@ __all__ = [
 ]
 
 
-class MutatorBindingError(RuntimeError):
+class MutatorBindingError(RaynasError, RuntimeError):
     """A model or mutable is already bound to another mutator, or the model cannot be parsed."""
 
 
-class DecisionError(ValueError):
+class DecisionError(RaynasError, ValueError):
     """A decision dict breaks a rule (missing or unknown key, wrong type, dtype or length)."""
 
 

@@ -27,6 +27,7 @@ from typing import Any
 import torch
 
 from raynas._io import write_torch_atomic
+from searchers.errors import CheckpointError  # one class for every raynas checkpoint error
 
 __all__ = [
     "FORMAT",
@@ -42,10 +43,6 @@ __all__ = [
 FORMAT = "raynas.supernet/1"
 LAST = "last.pt"
 _EPOCH_FILE = re.compile(r"^epoch-(\d+)\.pt$")
-
-
-class CheckpointError(ValueError):
-    """A file is not a raynas supernet checkpoint, or it is incomplete."""
 
 
 def checkpoint_dir(out_dir: str | os.PathLike) -> Path:

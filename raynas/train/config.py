@@ -12,6 +12,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from searchers.errors import ConfigError  # one class for every raynas config error
 
 from raynas.nas.algorithms import ALGORITHMS as _ALGORITHM_REGISTRY
 
@@ -44,10 +45,6 @@ PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
 SPOS_CONSTRAINTS = ("params", "flops", "both")
 ALLREDUCES = ("auto", "shm", "backend")
-
-
-class ConfigError(ValueError):
-    """A supernet setting breaks its rule (the message names the key, the value and the rule)."""
 
 
 def _is_int(value: Any) -> bool:

@@ -23,11 +23,12 @@ from raynas.train.checkpoint import latest_checkpoint, load_checkpoint, save_che
 from raynas.train.config import SupernetConfig
 from raynas.train.loop import MutatorFactory
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+from searchers.errors import RaynasError
 
 __all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
 
 
-class CheckpointExistsError(ValueError):
+class CheckpointExistsError(RaynasError, ValueError):
     """The run directory already holds a checkpoint and ``resume`` was not asked for."""
 
 
