@@ -23,7 +23,9 @@ from raynas.train.evaluate import (
     recalibrate_batchnorm,
 )
 from raynas.train.logging import ProgressLine, TensorBoardLogger
-from raynas.train.loop import SupernetReplica, lr_at, parameter_digest
+from raynas.train.replica import SupernetReplica
+from raynas.train.reports import parameter_digest
+from raynas.train.step import lr_at
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
 from raynas.train.sampling import FairMutator, PathCosts, SposMutator, build_mutator, profile_costs
 from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet

@@ -21,8 +21,9 @@ import numpy as np
 from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
 from raynas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from raynas.train.config import SupernetConfig
-from raynas.train.loop import MutatorFactory
+from raynas.train.replica import MutatorFactory
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+from raynas.train.reports import ReplicaState, StepReport
 
 __all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
 
@@ -170,10 +171,10 @@ def train_supernet(
                 infos = group.start(state.checkpoint)
                 run.attempt = restarts
                 run.replicas = group.handles
-                run.pids = [int(i["pid"]) for i in infos]
-                run.steps_per_epoch = int(infos[0]["steps_per_epoch"])
-                run.candidates = dict(infos[0]["candidates"])
-                run.allreduce = str(infos[0]["allreduce"])
+                run.pids = [info.pid for info in infos]
+                run.steps_per_epoch = infos[0].steps_per_epoch
+                run.candidates = dict(infos[0].candidates)
+                run.allreduce = infos[0].allreduce
                 for cb in cbs:
                     cb.on_train_start(run)
                 _train_epochs(group, run, cbs, state, world=world)
@@ -249,27 +250,27 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
         while pos < spe:
             n = min(cfg.log_every, spe - pos)
             tick = time.perf_counter()
-            reports = group.run(n)
+            reports: list[StepReport] = group.run(n)
             elapsed = max(time.perf_counter() - tick, 1e-9)
             pos += n
             state.step += n
-            samples = sum(r["samples"] for r in reports)
-            loss = float(np.mean([r["loss"] for r in reports]))
-            acc = sum(r["accuracy"] * r["samples"] for r in reports) / max(samples, 1)
-            lr = reports[0]["lr"]
+            samples = sum(r.samples for r in reports)
+            loss = float(np.mean([r.loss for r in reports]))
+            acc = sum(r.accuracy * r.samples for r in reports) / max(samples, 1)
+            lr = reports[0].lr
             loss_sum += loss * n
             acc_sum += acc * samples
             samples_total += samples
-            fallbacks = sum(r["fallbacks"] for r in reports)
+            fallbacks = sum(r.fallbacks for r in reports)
             for r in reports:
-                if r.get("arch"):
+                if r.arch:
                     arch_reports += 1
-                    for key, v in r["arch"].items():
+                    for key, v in r.arch.items():
                         arch_sums[key] = arch_sums.get(key, 0.0) + v
-                for key, c in r["counts"].items():
+                for key, c in r.counts.items():
                     counts[key] = counts.get(key, 0) + np.asarray(c, dtype=np.int64)
-                if r["trace"]:
-                    state.traces[r["rank"]].extend(r["trace"])
+                if r.trace:
+                    state.traces[r.rank].extend(r.trace)
             progress = Progress(
                 epoch=epoch,
                 pos=pos,
@@ -312,13 +313,13 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
 def _save(
     group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, totals: Mapping[str, Any], *, world: int
 ) -> tuple[list[dict[str, list[float]]], dict[str, Any] | None]:
-    states = group.state()
-    architecture = states[0].get("architecture")
+    states: list[ReplicaState] = group.state()
+    architecture = states[0].architecture
     payload = {
-        "model": states[0]["model"],
-        "optimizer": states[0]["optimizer"],
-        "scaler": states[0]["scaler"],
-        "rank_states": [s["rank_state"] for s in states],
+        "model": states[0].model,
+        "optimizer": states[0].optimizer,
+        "scaler": states[0].scaler,
+        "rank_states": [s.rank_state for s in states],
         "epoch": state.epoch,
         "step": state.step,
         "replicas": world,
@@ -332,4 +333,4 @@ def _save(
     state.last_written = path
     for cb in cbs:
         cb.on_checkpoint(run, path, state.epoch)
-    return [s["path"] for s in states], architecture
+    return [s.path for s in states], architecture
