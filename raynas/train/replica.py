@@ -205,7 +205,9 @@ class SupernetReplica:
 
     # -- training -------------------------------------------------------------------------
 
-    def train_step(self, x: Any, y: torch.Tensor, arch_batch: tuple[Any, torch.Tensor] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    def train_step(
+        self, x: Any, y: torch.Tensor, arch_batch: tuple[Any, torch.Tensor] | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """One step on a batch; returns ``(loss, correct)`` as detached tensors.
 
         With a learnable mutator and ``arch_batch`` (a batch of the architecture half), the

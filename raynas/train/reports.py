@@ -171,7 +171,9 @@ class ReportMeter:
         self.samples += samples
         self.steps += 1
 
-    def report(self, *, rank: int, epoch: int, pos: int, step: int, lr: float, time_s: float, fallbacks: int) -> StepReport:
+    def report(
+        self, *, rank: int, epoch: int, pos: int, step: int, lr: float, time_s: float, fallbacks: int
+    ) -> StepReport:
         """The report since :meth:`start`; the path counts start again from zero."""
         counts = {k: v.tolist() for k, v in self.counts.items()}
         self.counts = {k: np.zeros(n, dtype=np.int64) for k, n in self.lengths.items()}

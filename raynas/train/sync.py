@@ -119,7 +119,31 @@ class NoSync(GradientSync):
         return None
 
 
-class FlatAllReduce(GradientSync):
+class _ProcessGroupSync(GradientSync):
+    """Collectives over the ``torch.distributed`` process group (gloo or nccl)."""
+
+    def __init__(self, world_size: int):
+        super().__init__(world_size)
+        import torch.distributed as dist
+
+        self.name = str(dist.get_backend())
+
+    def all_reduce(self, flat: torch.Tensor) -> None:
+        """``dist.all_reduce`` (sum)."""
+        import torch.distributed as dist
+
+        dist.all_reduce(flat)
+
+    def broadcast(self, tensors: list[torch.Tensor]) -> None:
+        """``dist.broadcast`` from rank 0, tensor by tensor."""
+        import torch.distributed as dist
+
+        with torch.no_grad():
+            for t in tensors:
+                dist.broadcast(t.data, src=0)
+
+
+class FlatAllReduce(_ProcessGroupSync):
     """One flat all-reduce of every gradient after backward, over the process group's backend.
 
     A parameter off this replica's path has no gradient: it sends zeros and a presence flag of 0;
@@ -133,23 +157,10 @@ class FlatAllReduce(GradientSync):
 
     def __init__(self, params: list[nn.Parameter], world_size: int, device: torch.device):
         super().__init__(world_size)
-        import torch.distributed as dist
-
-        self.name = str(dist.get_backend())
         self.params = params
         self.numels = [p.numel() for p in params]
         self.device = device
         self._zeros = torch.zeros(max(self.numels, default=0), device=device)
-
-    def all_reduce(self, flat: torch.Tensor) -> None:
-        """``dist.all_reduce`` (sum)."""
-        import torch.distributed as dist
-
-        dist.all_reduce(flat)
-
-    def broadcast(self, tensors: list[torch.Tensor]) -> None:
-        """``dist.broadcast`` from rank 0, tensor by tensor."""
-        _broadcast(tensors)
 
     def sync_gradients(self) -> None:
         """Average every gradient (and whether any replica had one) in one call."""
@@ -171,8 +182,6 @@ class FlatAllReduce(GradientSync):
 class SharedMemoryAllReduce(FlatAllReduce):
     """:class:`FlatAllReduce` through one node's shared buffer (an attached :class:`ShmAllReduce`)."""
 
-    name = "shm"
-
     def __init__(self, reducer: ShmAllReduce, params: list[nn.Parameter], world_size: int, device: torch.device):
         super().__init__(params, world_size, device)
         self.name = "shm"
@@ -187,7 +196,7 @@ class SharedMemoryAllReduce(FlatAllReduce):
         self.reducer.close()
 
 
-class BucketedAllReduce(GradientSync):
+class BucketedAllReduce(_ProcessGroupSync):
     """Gradient all-reduce overlapped with backward (``shared`` sampling over gloo / nccl).
 
     Every replica runs the same path through the same graph, so the gradients become ready in the
@@ -203,9 +212,6 @@ class BucketedAllReduce(GradientSync):
 
     def __init__(self, params: list[nn.Parameter], world_size: int):
         super().__init__(world_size)
-        import torch.distributed as dist
-
-        self.name = str(dist.get_backend())
         self.params = params
         self._active = False
         self._bucket: list[nn.Parameter] = []
@@ -214,16 +220,6 @@ class BucketedAllReduce(GradientSync):
         self._reduced: set[int] = set()
         for p in params:
             p.register_post_accumulate_grad_hook(self._on_grad_ready)
-
-    def all_reduce(self, flat: torch.Tensor) -> None:
-        """``dist.all_reduce`` (sum)."""
-        import torch.distributed as dist
-
-        dist.all_reduce(flat)
-
-    def broadcast(self, tensors: list[torch.Tensor]) -> None:
-        """``dist.broadcast`` from rank 0, tensor by tensor."""
-        _broadcast(tensors)
 
     def before_last_backward(self) -> None:
         """Reduce the gradients of the coming backward pass as they become ready."""
@@ -263,14 +259,6 @@ class BucketedAllReduce(GradientSync):
         self._pending, self._reduced = [], set()
 
 
-def _broadcast(tensors: list[torch.Tensor]) -> None:
-    import torch.distributed as dist
-
-    with torch.no_grad():
-        for t in tensors:
-            dist.broadcast(t.data, src=0)
-
-
 def shm_capable(config: SupernetConfig) -> bool:
     """Whether a replica can average gradients through shared memory (``allreduce`` ``auto`` /
     ``shm``, CPU training on x86-64).
@@ -289,6 +277,17 @@ def shm_capable(config: SupernetConfig) -> bool:
     if reason is not None and mode == "shm":
         raise ConfigError(f"supernet.allreduce is 'shm' but {reason}; use 'auto' or 'backend'")
     return reason is None
+
+
+def _shm_capacity(params: list[nn.Parameter], model: nn.Module, mutator: nn.Module) -> int:
+    """The largest flat reduction: gradients and their presence flags, BatchNorm statistics,
+    architecture gradients and ENAS' reward."""
+    numels = [p.numel() for p in params]
+    return max(
+        sum(numels) + len(numels),
+        sum(b.numel() for b in model.buffers() if b.is_floating_point()),
+        sum(p.numel() for p in mutator.parameters()) + 8,
+    )
 
 
 def choose_sync(
@@ -327,19 +326,11 @@ def choose_sync(
     if shm is not None:
         import torch.distributed as dist
 
-        # the buffer holds the largest flat reduction: gradients and their presence flags,
-        # BatchNorm statistics, architecture gradients and ENAS' reward
-        numels = [p.numel() for p in params]
-        capacity = max(
-            sum(numels) + len(numels),
-            sum(b.numel() for b in model.buffers() if b.is_floating_point()),
-            sum(p.numel() for p in mutator.parameters()) + 8,
-        )
         reducer = ShmAllReduce(
             path=shm_path(shm["name"]),
             local_rank=int(shm["local_rank"]),
             local_size=int(shm["local_size"]),
-            capacity=capacity,
+            capacity=_shm_capacity(params, model, mutator),
             timeout_s=config.dist_timeout_s,
             leaders=shm.get("group"),
         )
@@ -350,7 +341,9 @@ def choose_sync(
         detail = reducer.error or "another replica could not make its node's shared buffer"
         if config.allreduce == "shm":
             raise ConfigError(f"supernet.allreduce is 'shm' but {detail}; use 'auto' or 'backend'")
-        _log.warning("shared-memory all-reduce unavailable (%s); averaging gradients over %s", detail, dist.get_backend())
+        _log.warning(
+            "shared-memory all-reduce unavailable (%s); averaging gradients over %s", detail, dist.get_backend()
+        )
     if config.sampling == "shared":
         return BucketedAllReduce(params, world_size)
     return FlatAllReduce(params, world_size, device)
