@@ -24,10 +24,10 @@ from raynas.train.evaluate import (
 )
 from raynas.train.logging import ProgressLine, TensorBoardLogger
 from raynas.train.replica import SupernetReplica
-from raynas.train.reports import parameter_digest
-from raynas.train.step import lr_at
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+from raynas.train.reports import parameter_digest
 from raynas.train.sampling import FairMutator, PathCosts, SposMutator, build_mutator, profile_costs
+from raynas.train.step import lr_at
 from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet
 
 __all__ = [

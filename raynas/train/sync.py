@@ -75,7 +75,7 @@ class GradientSync(abc.ABC):
     def sync_gradients(self) -> None:
         """Average the parameters' gradients across the replicas (after the step's last backward)."""
 
-    def before_last_backward(self) -> None:
+    def before_last_backward(self) -> None:  # noqa: B027 - an optional hook: most syncs wait for the end
         """The step's last backward pass comes next (an overlapping sync starts reducing in it)."""
 
     def reduce_mean(self, tensors: list[torch.Tensor]) -> None:
@@ -94,7 +94,7 @@ class GradientSync(abc.ABC):
         """:meth:`reduce_mean` for :meth:`~raynas.nas.LearnableMutator.arch_step` (``None``: one replica)."""
         return self.reduce_mean
 
-    def close(self) -> None:
+    def close(self) -> None:  # noqa: B027 - an optional hook: only a shared buffer needs closing
         """Release what the sync holds (a shared buffer)."""
 
 
@@ -221,7 +221,7 @@ class BucketedAllReduce(_ProcessGroupSync):
         for p in params:
             p.register_post_accumulate_grad_hook(self._on_grad_ready)
 
-    def before_last_backward(self) -> None:
+    def before_last_backward(self) -> None:  # noqa: B027 - an optional hook: most syncs wait for the end
         """Reduce the gradients of the coming backward pass as they become ready."""
         self._active = True
 
