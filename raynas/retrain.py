@@ -21,7 +21,8 @@ from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
 from raynas.nas.fixed import apply_fixed_architecture
-from raynas.train.loop import _Batches, resolve_data
+from raynas.train.data import Batches as _Batches
+from raynas.train.data import resolve_data
 
 __all__ = ["RETRAIN_COLUMNS", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
 

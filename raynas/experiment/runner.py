@@ -219,7 +219,8 @@ class Experiment:
 
         from raynas.nas import RandomMutator
         from raynas.train import profile_costs
-        from raynas.train.loop import _Batches, resolve_data
+        from raynas.train.data import Batches as _Batches
+        from raynas.train.data import resolve_data
 
         model = self.model_factory()
         # one training example as a batch of one, whatever its structure (a tensor, a tuple ...)

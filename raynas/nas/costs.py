@@ -27,6 +27,7 @@ from torch import nn
 from raynas.nas.fixed import FixedArchitecture
 from raynas.nas.mutables import InputChoice, LayerChoice
 from raynas.nas.mutator import Mutator
+from raynas.nas.utils import batch_size, snapshot
 
 __all__ = ["PathCosts", "profile_costs", "largest_path", "module_flops"]
 
@@ -172,7 +173,6 @@ def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
     Returns:
         The :class:`PathCosts` table.
     """
-    from raynas.train._batch import batch_size, snapshot
 
     model = mutator.model
     batch = batch_size(example)

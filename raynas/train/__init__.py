@@ -23,12 +23,14 @@ from raynas.train.evaluate import (
     recalibrate_batchnorm,
 )
 from raynas.train.logging import ProgressLine, TensorBoardLogger
-from raynas.train.loop import SupernetReplica, lr_at, parameter_digest
+from raynas.train.replica import SupernetReplica
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
 from raynas.nas.costs import PathCosts, profile_costs
 from raynas.nas.fair import FairMutator
 from raynas.nas.spos import SposMutator
+from raynas.train.reports import parameter_digest
 from raynas.train.sampling import build_mutator
+from raynas.train.step import lr_at
 from raynas.train.trainer import CheckpointExistsError, SupernetResult, train_supernet
 
 __all__ = [

@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["SharedMemoryTimeout", "ShmAllReduce", "agree_everywhere", "shm_dir", "shm_name", "shm_path", "shm_supported"]
+__all__ = [
+    "SharedMemoryTimeout",
+    "ShmAllReduce",
+    "agree_everywhere",
+    "shm_dir",
+    "shm_name",
+    "shm_path",
+    "shm_supported",
+]
 
 _LINE = 8  # int64 per cache line: one rank's flag per line
 _ALIGN = 64

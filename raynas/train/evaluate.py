@@ -22,10 +22,11 @@ import torch
 from torch import nn
 
 from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, load_architecture
-from raynas.train._batch import first_examples
 from raynas.train.checkpoint import load_checkpoint
-from raynas.train.loop import _Batches, resolve_data, resolve_factory
 from raynas.nas.costs import profile_costs
+from raynas.train.data import Batches as _Batches
+from raynas.train.data import first_examples, resolve_data
+from raynas.train.resolve import resolve_factory
 
 __all__ = ["WeightSharingEvaluator", "evaluate_architecture", "recalibrate_batchnorm", "load_supernet_weights"]
 

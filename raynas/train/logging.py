@@ -133,5 +133,7 @@ class ProgressLine(Callback):
         self._out.flush()
 
     def on_failure(self, run: RunInfo, error: BaseException, attempt: int) -> None:
-        self._out.write(f"\nsupernet: replicas failed ({type(error).__name__}); restart {attempt} from the last checkpoint\n")
+        self._out.write(
+            f"\nsupernet: replicas failed ({type(error).__name__}); restart {attempt} from the last checkpoint\n"
+        )
         self._out.flush()

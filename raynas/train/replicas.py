@@ -21,7 +21,8 @@ import torch
 
 from raynas.train._shm import SharedMemoryTimeout, shm_name
 from raynas.train.config import SupernetConfig
-from raynas.train.loop import MutatorFactory, SupernetReplica
+from raynas.train.replica import MutatorFactory, SupernetReplica
+from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 
 __all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
 
@@ -35,9 +36,9 @@ class LocalReplicas:
 
     Args:
         factory: model factory (callable or ``"module:function"``).
-        data: the data splits (see :func:`raynas.train.loop.resolve_data`).
+        data: the data splits (see :func:`raynas.train.data.resolve_data`).
         config: the settings (``replicas`` is ignored: local mode has one).
-        mutator_factory: see :class:`~raynas.train.loop.SupernetReplica`.
+        mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
         criterion: the loss (default cross-entropy).
     """
@@ -72,12 +73,12 @@ class LocalReplicas:
         """No actors in local mode."""
         return []
 
-    def start(self, checkpoint: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    def start(self, checkpoint: Mapping[str, Any] | None) -> list[ReplicaInfo]:
         """Set the replica up (torch threads are restored by :meth:`shutdown`)."""
         self._threads = torch.get_num_threads()
         return [self.replica.setup(checkpoint)]
 
-    def run(self, n_steps: int) -> list[dict[str, Any]]:
+    def run(self, n_steps: int) -> list[StepReport]:
         """Run ``n_steps`` steps; one report."""
         return [self.replica.run(n_steps)]
 
@@ -85,11 +86,9 @@ class LocalReplicas:
         """Finish the epoch."""
         self.replica.end_epoch()
 
-    def state(self) -> list[dict[str, Any]]:
-        """``[full state]`` (see :meth:`SupernetReplica.state`), plus the path in force."""
-        out = self.replica.state(full=True)
-        out["path"] = self.replica.mutator.status()
-        return [out]
+    def state(self) -> list[ReplicaState]:
+        """``[full state]`` (see :meth:`SupernetReplica.state`)."""
+        return [self.replica.state(full=True)]
 
     def shutdown(self) -> None:
         """Restore the caller's torch thread count."""
@@ -124,11 +123,11 @@ class ReplicaActor:
         """Join the process group at ``init_method`` (see :meth:`SupernetReplica.connect`)."""
         self.replica.connect(init_method=init_method, shm=shm)
 
-    def setup(self, checkpoint: Mapping[str, Any] | None) -> dict[str, Any]:
+    def setup(self, checkpoint: Mapping[str, Any] | None) -> ReplicaInfo:
         """Build the replica (see :meth:`SupernetReplica.setup`)."""
         return self.replica.setup(checkpoint)
 
-    def run(self, n_steps: int) -> dict[str, Any]:
+    def run(self, n_steps: int) -> StepReport:
         """Train ``n_steps`` steps; the report."""
         return self.replica.run(n_steps)
 
@@ -136,11 +135,9 @@ class ReplicaActor:
         """Finish the epoch."""
         self.replica.end_epoch()
 
-    def state(self, full: bool) -> dict[str, Any]:
+    def state(self, full: bool) -> ReplicaState:
         """The replica's state (full on rank 0) and the path in force."""
-        out = self.replica.state(full=full)
-        out["path"] = self.replica.mutator.status()
-        return out
+        return self.replica.state(full=full)
 
     def digest(self) -> str:
         """The replica's parameter digest."""
@@ -154,7 +151,7 @@ class RayReplicas:
         factory: model factory (callable or ``"module:function"``).
         data: the data splits; a mapping is put in the object store once.
         config: the settings (``replicas``, ``cpus_per_replica``, ``device``, ...).
-        mutator_factory: see :class:`~raynas.train.loop.SupernetReplica`.
+        mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
         criterion: the loss (default cross-entropy).
     """
@@ -195,7 +192,7 @@ class RayReplicas:
             return 1
         return 1 if ray.cluster_resources().get("GPU", 0) >= self.world_size else 0
 
-    def start(self, checkpoint: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    def start(self, checkpoint: Mapping[str, Any] | None) -> list[ReplicaInfo]:
         """Start the actors, join them in a process group and set them up from ``checkpoint``."""
         import ray
 
@@ -226,7 +223,7 @@ class RayReplicas:
         ref = ray.put(dict(checkpoint)) if checkpoint is not None else None
         return self._get([a.setup.remote(ref) for a in self.actors])
 
-    def run(self, n_steps: int) -> list[dict[str, Any]]:
+    def run(self, n_steps: int) -> list[StepReport]:
         """Every replica runs ``n_steps`` steps; their reports in rank order."""
         return self._get([a.run.remote(n_steps) for a in self.actors])
 
@@ -234,7 +231,7 @@ class RayReplicas:
         """Every replica finishes the epoch."""
         self._get([a.end_epoch.remote() for a in self.actors])
 
-    def state(self) -> list[dict[str, Any]]:
+    def state(self) -> list[ReplicaState]:
         """Rank 0's full state, the others' rank states (rank order)."""
         return self._get([a.state.remote(rank == 0) for rank, a in enumerate(self.actors)])
 

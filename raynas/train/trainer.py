@@ -21,8 +21,9 @@ import numpy as np
 from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
 from raynas.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
 from raynas.train.config import SupernetConfig
-from raynas.train.loop import MutatorFactory
+from raynas.train.replica import MutatorFactory
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
+from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 from searchers.errors import RaynasError
 
 __all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
@@ -88,6 +89,7 @@ def _builtin_callbacks(config: SupernetConfig) -> list[Callback]:
     return out
 
 
+# Longer than 60 lines: about 40 of them are the docstring of this public entry point.
 def train_supernet(
     factory: Callable[[], Any] | str,
     data: Any,
@@ -133,19 +135,7 @@ def train_supernet(
         raise TypeError(f"local must be True or False, got {local!r}")
     out = Path(out_dir)
     start_time = time.perf_counter()
-    if resume is True:
-        resume_path = latest_checkpoint(out)
-    elif resume is False or resume is None:
-        existing = latest_checkpoint(out)
-        if existing is not None:
-            raise CheckpointExistsError(
-                f"out_dir {str(out)!r} already holds a supernet checkpoint ({existing.name}); "
-                "pass resume=True to continue it or choose another out_dir"
-            )
-        resume_path = None
-    else:
-        resume_path = Path(resume)
-    initial = load_checkpoint(resume_path) if resume_path is not None else None
+    initial = _resume_checkpoint(out, resume)
     out.mkdir(parents=True, exist_ok=True)
 
     world = 1 if local else config.replicas
@@ -156,46 +146,24 @@ def train_supernet(
     run = RunInfo(config=config, out_dir=out, local=local)
     group_cls = LocalReplicas if local else RayReplicas
     state = _RunState(checkpoint=initial, last_written=None, traces=[[] for _ in range(world)])
-    restarts = 0
     try:
-        while True:
-            group = group_cls(
+        restarts = _run_with_restarts(
+            lambda: group_cls(
                 factory=factory,
                 data=data,
                 config=config,
                 mutator_factory=mutator_factory,
                 trace=trace,
                 criterion=criterion,
-            )
-            try:
-                infos = group.start(state.checkpoint)
-                run.attempt = restarts
-                run.replicas = group.handles
-                run.pids = [int(i["pid"]) for i in infos]
-                run.steps_per_epoch = int(infos[0]["steps_per_epoch"])
-                run.candidates = dict(infos[0]["candidates"])
-                run.allreduce = str(infos[0]["allreduce"])
-                for cb in cbs:
-                    cb.on_train_start(run)
-                _train_epochs(group, run, cbs, state, world=world)
-                break
-            except ReplicaFailure as exc:
-                restarts += 1
-                if restarts > config.max_failures:
-                    raise ReplicaFailure(
-                        f"supernet replicas failed {restarts} times (supernet.max_failures={config.max_failures}); "
-                        f"last: {exc}"
-                    ) from exc
-                for cb in cbs:
-                    cb.on_failure(run, exc, restarts)
-                if state.last_written is not None:
-                    state.checkpoint = load_checkpoint(state.last_written)
-            finally:
-                group.shutdown()
-        final = state.last_written
+            ),
+            run,
+            cbs,
+            state,
+            world=world,
+        )
         result = SupernetResult(
             out_dir=out,
-            checkpoint=final,
+            checkpoint=state.last_written,
             epochs=state.epoch,
             steps=state.step,
             replicas=world,
@@ -214,6 +182,23 @@ def train_supernet(
             cb.close()
 
 
+def _resume_checkpoint(out: Path, resume: bool | str | os.PathLike | None) -> Mapping[str, Any] | None:
+    """The checkpoint to continue from (see ``train_supernet``'s ``resume``), or ``None``."""
+    if resume is True:
+        resume_path = latest_checkpoint(out)
+    elif resume is False or resume is None:
+        existing = latest_checkpoint(out)
+        if existing is not None:
+            raise CheckpointExistsError(
+                f"out_dir {str(out)!r} already holds a supernet checkpoint ({existing.name}); "
+                "pass resume=True to continue it or choose another out_dir"
+            )
+        resume_path = None
+    else:
+        resume_path = Path(resume)
+    return load_checkpoint(resume_path) if resume_path is not None else None
+
+
 @dataclass
 class _RunState:
     checkpoint: Mapping[str, Any] | None
@@ -222,6 +207,96 @@ class _RunState:
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _run_with_restarts(
+    make_group: Callable[[], Any], run: RunInfo, cbs: list[Callback], state: _RunState, *, world: int
+) -> int:
+    """Train to the end, restarting every replica from the last checkpoint written after a
+    :class:`ReplicaFailure` (at most ``max_failures`` times); the number of restarts."""
+    config = run.config
+    restarts = 0
+    while True:
+        group = make_group()
+        try:
+            infos: list[ReplicaInfo] = group.start(state.checkpoint)
+            run.attempt = restarts
+            run.replicas = group.handles
+            run.pids = [info.pid for info in infos]
+            run.steps_per_epoch = infos[0].steps_per_epoch
+            run.candidates = dict(infos[0].candidates)
+            run.allreduce = infos[0].allreduce
+            for cb in cbs:
+                cb.on_train_start(run)
+            _train_epochs(group, run, cbs, state, world=world)
+            return restarts
+        except ReplicaFailure as exc:
+            restarts += 1
+            if restarts > config.max_failures:
+                raise ReplicaFailure(
+                    f"supernet replicas failed {restarts} times (supernet.max_failures={config.max_failures}); "
+                    f"last: {exc}"
+                ) from exc
+            for cb in cbs:
+                cb.on_failure(run, exc, restarts)
+            if state.last_written is not None:
+                state.checkpoint = load_checkpoint(state.last_written)
+        finally:
+            group.shutdown()
+
+
+@dataclass
+class _EpochSums:
+    """The replicas' reports of one epoch, summed."""
+
+    loss: float = 0.0
+    correct: float = 0.0
+    samples: int = 0
+    counts: dict[str, np.ndarray] = field(default_factory=dict)
+    arch: dict[str, float] = field(default_factory=dict)
+    arch_reports: int = 0
+    fallbacks: int = 0
+    lr: float = 0.0
+
+    def add(self, reports: list[StepReport], n: int, traces: list[list[dict[str, Any]]]) -> tuple[float, float, int]:
+        """Add the replicas' reports on the same ``n`` steps (their traces go to ``traces``).
+
+        Returns:
+            ``(loss, accuracy, samples)`` of these reports.
+        """
+        samples = sum(r.samples for r in reports)
+        loss = float(np.mean([r.loss for r in reports]))
+        acc = sum(r.accuracy * r.samples for r in reports) / max(samples, 1)
+        self.lr = reports[0].lr
+        self.loss += loss * n
+        self.correct += acc * samples
+        self.samples += samples
+        self.fallbacks = sum(r.fallbacks for r in reports)
+        for r in reports:
+            if r.arch:
+                self.arch_reports += 1
+                for key, v in r.arch.items():
+                    self.arch[key] = self.arch.get(key, 0.0) + v
+            for key, c in r.counts.items():
+                self.counts[key] = self.counts.get(key, 0) + np.asarray(c, dtype=np.int64)
+            if r.trace:
+                traces[r.rank].extend(r.trace)
+        return loss, acc, samples
+
+    def metrics(self, *, epoch: int, step: int, steps: int, elapsed: float) -> EpochMetrics:
+        """The epoch's metrics (``steps``: steps per epoch, ``elapsed``: its wall time)."""
+        return EpochMetrics(
+            epoch=epoch,
+            step=step,
+            loss=self.loss / max(steps, 1),
+            accuracy=self.correct / max(self.samples, 1),
+            lr=self.lr,
+            samples_per_s=self.samples / max(elapsed, 1e-9),
+            time_s=elapsed,
+            counts={k: v.tolist() for k, v in self.counts.items()},
+            fallbacks=self.fallbacks,
+            arch={k: v / self.arch_reports for k, v in self.arch.items()},
+        )
 
 
 def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, *, world: int) -> None:
@@ -240,37 +315,15 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
         epoch = state.epoch
         epoch_start = time.perf_counter()
         pos = 0
-        loss_sum = acc_sum = 0.0
-        samples_total = 0
-        counts: dict[str, np.ndarray] = {}
-        arch_sums: dict[str, float] = {}
-        arch_reports = 0
-        fallbacks = 0
-        lr = 0.0
+        sums = _EpochSums()
         while pos < spe:
             n = min(cfg.log_every, spe - pos)
             tick = time.perf_counter()
-            reports = group.run(n)
+            reports: list[StepReport] = group.run(n)
             elapsed = max(time.perf_counter() - tick, 1e-9)
             pos += n
             state.step += n
-            samples = sum(r["samples"] for r in reports)
-            loss = float(np.mean([r["loss"] for r in reports]))
-            acc = sum(r["accuracy"] * r["samples"] for r in reports) / max(samples, 1)
-            lr = reports[0]["lr"]
-            loss_sum += loss * n
-            acc_sum += acc * samples
-            samples_total += samples
-            fallbacks = sum(r["fallbacks"] for r in reports)
-            for r in reports:
-                if r.get("arch"):
-                    arch_reports += 1
-                    for key, v in r["arch"].items():
-                        arch_sums[key] = arch_sums.get(key, 0.0) + v
-                for key, c in r["counts"].items():
-                    counts[key] = counts.get(key, 0) + np.asarray(c, dtype=np.int64)
-                if r["trace"]:
-                    state.traces[r["rank"]].extend(r["trace"])
+            loss, acc, samples = sums.add(reports, n, state.traces)
             progress = Progress(
                 epoch=epoch,
                 pos=pos,
@@ -278,28 +331,16 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
                 step=state.step,
                 loss=loss,
                 accuracy=acc,
-                lr=lr,
+                lr=sums.lr,
                 samples_per_s=samples / elapsed,
             )
             for cb in cbs:
                 cb.on_progress(run, progress)
         group.end_epoch()
         state.epoch = epoch + 1
-        for key, c in counts.items():
+        for key, c in sums.counts.items():
             totals[key] = totals.get(key, 0) + c
-        elapsed = time.perf_counter() - epoch_start
-        metrics = EpochMetrics(
-            epoch=epoch,
-            step=state.step,
-            loss=loss_sum / max(spe, 1),
-            accuracy=acc_sum / max(samples_total, 1),
-            lr=lr,
-            samples_per_s=samples_total / max(elapsed, 1e-9),
-            time_s=elapsed,
-            counts={k: v.tolist() for k, v in counts.items()},
-            fallbacks=fallbacks,
-            arch={k: v / arch_reports for k, v in arch_sums.items()},
-        )
+        metrics = sums.metrics(epoch=epoch, step=state.step, steps=spe, elapsed=time.perf_counter() - epoch_start)
         state.history.append(metrics.to_dict())
         paths: list[dict[str, list[float]]] = []
         architecture = None
@@ -313,13 +354,13 @@ def _train_epochs(group: Any, run: RunInfo, cbs: list[Callback], state: _RunStat
 def _save(
     group: Any, run: RunInfo, cbs: list[Callback], state: _RunState, totals: Mapping[str, Any], *, world: int
 ) -> tuple[list[dict[str, list[float]]], dict[str, Any] | None]:
-    states = group.state()
-    architecture = states[0].get("architecture")
+    states: list[ReplicaState] = group.state()
+    architecture = states[0].architecture
     payload = {
-        "model": states[0]["model"],
-        "optimizer": states[0]["optimizer"],
-        "scaler": states[0]["scaler"],
-        "rank_states": [s["rank_state"] for s in states],
+        "model": states[0].model,
+        "optimizer": states[0].optimizer,
+        "scaler": states[0].scaler,
+        "rank_states": [s.rank_state for s in states],
         "epoch": state.epoch,
         "step": state.step,
         "replicas": world,
@@ -333,4 +374,4 @@ def _save(
     state.last_written = path
     for cb in cbs:
         cb.on_checkpoint(run, path, state.epoch)
-    return [s["path"] for s in states], architecture
+    return [s.path for s in states], architecture

@@ -26,8 +26,8 @@ from raynas.nas import RandomMutator, apply_fixed_architecture, generate_search_
 from raynas.nas.space import to_decisions
 from raynas.nas.utils import ScopedFactory
 from raynas.train import profile_costs
-from raynas.train._batch import to_device
-from raynas.train.loop import _Batches
+from raynas.nas.utils import to_device
+from raynas.train.data import Batches as _Batches
 from tests.experiment.cli_helpers import run_cli, sets
 
 ROOT = Path(__file__).resolve().parents[2]

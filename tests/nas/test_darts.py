@@ -27,7 +27,7 @@ from raynas.nas import (
 )
 from raynas.nas.darts import DartsConfigError
 from raynas.nas.utils import mutable_counting_scope
-from raynas.train.loop import parameter_digest
+from raynas.train.reports import parameter_digest
 from raynas.zoo.mnist1d import build_supernet, load_data
 
 

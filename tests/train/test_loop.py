@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from raynas.train import ConfigError, SupernetReplica, lr_at, parameter_digest, train_supernet
-from raynas.train.loop import resolve_data, steps_per_epoch
+from raynas.train.data import resolve_data, steps_per_epoch
 from tests.train.conftest import FACTORY, small_config
 
 

@@ -134,7 +134,7 @@ def test_allreduce_setting_is_checked():
 
 
 def _replica_worker(rank: int, port: int, allreduce: str, queue) -> None:
-    from raynas.train.loop import SupernetReplica
+    from raynas.train.replica import SupernetReplica
     from tests.train.conftest import FACTORY, slice_mnist1d, small_config
 
     replica = SupernetReplica(

@@ -1,0 +1,154 @@
+"""The weights' side of a training step: learning rate, optimizer, autocast, loss, clipping.
+
+The learning rate is a pure function of training progress (:func:`lr_at`), set before each step,
+so resuming from a checkpoint continues the schedule exactly. ``bf16`` / ``fp16`` run the
+forward pass under autocast (:func:`autocast`); ``fp16`` also scales the loss (a CUDA
+``GradScaler``). With in-place distillation (``supernet.distill``, the sandwich rule) the largest
+path is trained first on the plain loss and its softmax teaches the sampled paths
+(:meth:`WeightStep.teacher`, :meth:`WeightStep.forward_backward`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+
+from raynas.train.config import SupernetConfig
+
+__all__ = ["WeightStep", "lr_at", "build_optimizer", "autocast"]
+
+
+def lr_at(config: SupernetConfig, epoch_progress: float) -> float:
+    """The learning rate after ``epoch_progress`` epochs (fractional) of training."""
+    warm = config.warmup_epochs
+    if warm > 0 and epoch_progress < warm:
+        return config.lr * (epoch_progress + 1e-8) / warm
+    if config.lr_schedule == "constant" or config.total_epochs <= warm:
+        return config.lr
+    t = min(max((epoch_progress - warm) / (config.total_epochs - warm), 0.0), 1.0)
+    return config.lr * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
+def build_optimizer(params: Any, config: SupernetConfig) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov, weight decay) or Adam, as the config says."""
+    if config.optimizer == "sgd":
+        return torch.optim.SGD(
+            params,
+            lr=config.lr,
+            momentum=config.momentum,
+            nesterov=config.nesterov and config.momentum > 0,
+            weight_decay=config.weight_decay,
+        )
+    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context for a precision (``fp32``: none)."""
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+class WeightStep:
+    """Forward, backward and the optimizer step of the supernet's weights (no sampling, no sync).
+
+    Args:
+        model: the supernet (on ``device``).
+        config: ``optimizer``, ``lr`` and its schedule, ``precision``, ``grad_clip``, ``distill``.
+        device: the training device.
+        criterion: the loss ``f(output, target)``.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: SupernetConfig,
+        *,
+        device: torch.device,
+        criterion: Callable[[Any, torch.Tensor], torch.Tensor],
+    ):
+        self.model = model
+        self.config = config
+        self.device = device
+        self.criterion = criterion
+        self.optimizer = build_optimizer(model.parameters(), config)
+        self.scaler: Any = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
+        self.params = [p for p in model.parameters() if p.requires_grad]
+
+    def set_lr(self, epoch_progress: float) -> float:
+        """Set (and return) the learning rate for ``epoch_progress`` epochs of training."""
+        lr = lr_at(self.config, epoch_progress)
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        return lr
+
+    def zero_grad(self) -> None:
+        """Drop the gradients (``None``: a candidate off the path gets no update at all)."""
+        self.optimizer.zero_grad(set_to_none=True)
+
+    def backward(self, loss: torch.Tensor) -> None:
+        """``loss.backward()``, scaled under ``fp16``."""
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def teacher(self, x: Any, y: torch.Tensor) -> torch.Tensor:
+        """Train the path in force (the largest) on the plain loss; its detached softmax.
+
+        Raises:
+            ValueError: the model's output is not ``(batch, classes)`` logits.
+        """
+        with autocast(self.device, self.config.precision):
+            out = self.model(x)
+            loss = self.criterion(out, y)
+        if out.dim() != 2:
+            raise ValueError(
+                f"supernet.distill needs the model to output (batch, classes) logits, got shape {tuple(out.shape)}"
+            )
+        self.backward(loss)
+        return torch.softmax(out.detach().float(), dim=-1)
+
+    def forward_backward(
+        self, x: Any, y: torch.Tensor, paths: int, teacher: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward and backward on the path in force; ``(output, plain loss)``.
+
+        The loss mixes in the distillation term when ``teacher`` is given and is divided by
+        ``paths`` when a step accumulates several paths (fair sampling).
+        """
+        with autocast(self.device, self.config.precision):
+            out = self.model(x)
+            loss = self.criterion(out, y)
+            total = loss
+            if teacher is not None:
+                w = self.config.distill
+                kd = nn.functional.kl_div(torch.log_softmax(out.float(), dim=-1), teacher, reduction="batchmean")
+                total = (1.0 - w) * loss + w * kd
+        self.backward(total / paths if paths > 1 else total)
+        return out, loss
+
+    def apply(self) -> None:
+        """Clip the gradients (``grad_clip``) and step the optimizer (through the scaler under ``fp16``)."""
+        clip = self.config.grad_clip
+        if self.scaler is not None:
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+        else:
+            if clip is not None:
+                nn.utils.clip_grad_norm_([p for p in self.params if p.grad is not None], clip)
+            self.optimizer.step()
+
+    def correct(self, out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """How many of the batch's predictions are right (0 for outputs that are not logits)."""
+        with torch.no_grad():
+            return (out.argmax(dim=-1) == y).sum() if out.dim() == 2 else torch.zeros((), device=self.device)
