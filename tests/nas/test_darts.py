@@ -106,9 +106,17 @@ def mnist1d_small():
     return torch.utils.data.TensorDataset(x[:768], y[:768])
 
 
-def test_darts_on_mnist1d_moves_alpha_away_from_uniform_and_exports_a_valid_architecture(mnist1d_small):
-    torch.manual_seed(0)
+@pytest.fixture
+def one_thread():
+    """One torch thread for the test; later tests get the caller's count back."""
+    threads = torch.get_num_threads()
     torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_darts_on_mnist1d_moves_alpha_away_from_uniform_and_exports_a_valid_architecture(mnist1d_small, one_thread):
+    torch.manual_seed(0)
     model = build_supernet()
     mutator = DartsMutator(model, lr=0.01, seed=0)
     trainer = ArchTrainer(model, mutator, optimizer=torch.optim.Adam(model.parameters(), lr=0.01))
