@@ -34,8 +34,16 @@ def sets(storage: Path, name: str = "tiny", extra: list[str] | tuple = ()) -> li
     return out
 
 
+#: the checkout under test: first on the subprocesses' path (raynas, and plug-ins under tests/)
+REPO = Path(__file__).resolve().parents[2]
+
+
 def env(**extra: str) -> dict:
-    e = dict(os.environ, **extra)
+    """The subprocess environment; a ``PYTHONPATH`` in ``extra`` is put in front of the checkout."""
+    e = dict(os.environ)
+    paths = [extra.pop("PYTHONPATH", None), str(REPO), e.get("PYTHONPATH")]
+    e.update(extra)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     e.setdefault("RAY_AUTH_MODE", "token")
     e["PYTHONUNBUFFERED"] = "1"
     return e
