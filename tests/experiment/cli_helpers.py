@@ -67,6 +67,16 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
             time.sleep(0.2)
 
 
+def kill_now(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group started for ``proc`` (the driver and the Ray it started) at once,
+    as a lost driver node would; wait until the driver is gone."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+
+
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
