@@ -127,6 +127,7 @@ def test_driver_killed_during_search_and_during_retrain_then_resumed(tmp_path):
     # what resume means: the rows of before the kill, unchanged; the rest; nothing scored twice
     rows = {r["trial_id"]: r for r in search}
     assert len(search) == len(rows) == N and all(r["status"] == "ok" for r in search)
+    assert set(before) <= set(rows), "trials finished before the kill are missing"
     for trial_id, result in before.items():
         assert {k: rows[trial_id][k] for k in ("arch", "val_accuracy", "wall_s")} == {
             k: result[k] for k in ("arch", "val_accuracy", "wall_s")
