@@ -14,8 +14,9 @@ from raynas.zoo.mnist1d import build_supernet, load_data
 from tests.experiment.cli_helpers import run_cli, sets
 
 #: after one epoch ~0.49 validation accuracy, against ~0.13 for WEAK (a linear model on the stem)
-STRONG = {"op0": "conv7", "op1": "conv7", "op2": "conv7", "op3": "conv7", "skip1": [], "skip2": [], "skip3": []}
-WEAK = {"op0": "identity", "op1": "identity", "op2": "identity", "op3": "identity", "skip1": [], "skip2": [], "skip3": []}
+NO_SKIPS = {"skip1": [], "skip2": [], "skip3": []}
+STRONG = {"op0": "conv7", "op1": "conv7", "op2": "conv7", "op3": "conv7", **NO_SKIPS}
+WEAK = {"op0": "identity", "op1": "identity", "op2": "identity", "op3": "identity", **NO_SKIPS}
 EPOCHS = 3
 
 
@@ -124,5 +125,7 @@ def test_local_asha_keeps_its_rungs_across_a_restart(tmp_path):
     """A resumed local retrain still compares with the trials trained before the interruption:
     here the process ended after the strong architecture; the restart trains the weak one."""
     run_retrain_local(setup=_setup([STRONG]), work_dir=tmp_path, flops=[0], scheduler="asha", grace_period=1)
-    rows = run_retrain_local(setup=_setup([STRONG, WEAK]), work_dir=tmp_path, flops=[0, 0], scheduler="asha", grace_period=1)
+    rows = run_retrain_local(
+        setup=_setup([STRONG, WEAK]), work_dir=tmp_path, flops=[0, 0], scheduler="asha", grace_period=1
+    )
     assert _outcome(rows) == EXPECTED

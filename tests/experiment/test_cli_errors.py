@@ -57,7 +57,9 @@ CASES = [
 
 
 @pytest.mark.parametrize(("label", "args", "message", "detail"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(experiment, tmp_path, label, args, message, detail):  # noqa: ARG001
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(
+    experiment, tmp_path, label, args, message, detail  # noqa: ARG001
+):
     storage, root, files = experiment
     before = _snapshot(root)
     cwd = tmp_path / "cwd"  # cases without experiment.storage would write ./raynas_results on a regression
