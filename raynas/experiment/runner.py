@@ -329,7 +329,16 @@ class Experiment:
             seed=self.config.experiment.seed,
         )
         if local:
-            rows = run_retrain_local(setup=setup, work_dir=self.dir.root / f"{name}_local", flops=flops, log=self.log)
+            rows = run_retrain_local(
+                setup=setup,
+                work_dir=self.dir.root / f"{name}_local",
+                flops=flops,
+                log=self.log,
+                metric=s.metric,
+                mode=s.mode,
+                scheduler=r.scheduler,
+                grace_period=r.grace_period,
+            )
         else:
             rows = run_retrain_tune(
                 setup=setup,

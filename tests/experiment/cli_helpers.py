@@ -34,8 +34,16 @@ def sets(storage: Path, name: str = "tiny", extra: list[str] | tuple = ()) -> li
     return out
 
 
+#: the checkout under test: first on the subprocesses' path (raynas, and plug-ins under tests/)
+REPO = Path(__file__).resolve().parents[2]
+
+
 def env(**extra: str) -> dict:
-    e = dict(os.environ, **extra)
+    """The subprocess environment; a ``PYTHONPATH`` in ``extra`` is put in front of the checkout."""
+    e = dict(os.environ)
+    paths = [extra.pop("PYTHONPATH", None), str(REPO), e.get("PYTHONPATH")]
+    e.update(extra)
+    e["PYTHONPATH"] = os.pathsep.join(p for p in paths if p)
     e.setdefault("RAY_AUTH_MODE", "token")
     e["PYTHONUNBUFFERED"] = "1"
     return e
@@ -57,6 +65,16 @@ def kill_group(proc: subprocess.Popen, grace: float = 10.0) -> None:
         deadline = time.monotonic() + grace
         while time.monotonic() < deadline and proc.poll() is None:
             time.sleep(0.2)
+
+
+def kill_now(proc: subprocess.Popen) -> None:
+    """SIGKILL the process group started for ``proc`` (the driver and the Ray it started) at once,
+    as a lost driver node would; wait until the driver is gone."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
 
 
 def wait_for(predicate, timeout: float, what: str, proc: subprocess.Popen | None = None) -> None:

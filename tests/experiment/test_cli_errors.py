@@ -17,7 +17,7 @@ def _snapshot(root: Path) -> dict:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     storage = tmp_path_factory.mktemp("storage")
-    result = run_cli("search", "--local", "--until", "space", *sets(storage, name="exp"))
+    result = run_cli("search", "--local", "--until", "space", *sets(storage, name="exp"), cwd=str(storage))
     assert result.returncode == 0, result.stderr
     root = storage / "exp"
     assert (root / "search_space.json").is_file()
@@ -57,10 +57,14 @@ CASES = [
 
 
 @pytest.mark.parametrize(("label", "args", "message", "detail"), CASES, ids=[c[0] for c in CASES])
-def test_bad_input_exits_2_with_one_line_and_changes_nothing(experiment, label, args, message, detail):  # noqa: ARG001
+def test_bad_input_exits_2_with_one_line_and_changes_nothing(
+    experiment, tmp_path, label, args, message, detail  # noqa: ARG001
+):
     storage, root, files = experiment
     before = _snapshot(root)
-    result = run_cli(*args(storage, root, files), timeout=180)
+    cwd = tmp_path / "cwd"  # cases without experiment.storage would write ./raynas_results on a regression
+    cwd.mkdir()
+    result = run_cli(*args(storage, root, files), timeout=180, cwd=str(cwd))
     assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("raynas: error: "), result.stderr[-2000:]
@@ -70,3 +74,4 @@ def test_bad_input_exits_2_with_one_line_and_changes_nothing(experiment, label, 
     assert "Traceback" not in result.stderr
     assert _snapshot(root) == before
     assert not (storage / "new").exists()
+    assert not list(cwd.iterdir())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,8 @@ from tests.experiment.cli_helpers import TINY, env, kill_group, wait_for
 pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
+#: how long each wait may take; together well inside the 600 s per-test timeout
+HEAD_S, SUBMIT_S, JOB_S = 90, 60, 330  # (+ one 30 s status probe, teardown)
 
 
 @pytest.fixture
@@ -38,11 +41,12 @@ def head(tmp_path):
         return probe.returncode == 0
 
     try:
-        wait_for(ready, 120, "the Ray head's job server", proc)
+        wait_for(ready, HEAD_S, "the Ray head's job server", proc)
         yield address
     finally:
         kill_group(proc)
         log.close()
+        shutil.rmtree(temp, ignore_errors=True)
 
 
 def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
@@ -60,30 +64,30 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
     submitted: list = []
 
     def submit() -> bool:  # the job agent may come up a little after the job server answers
-        result = subprocess.run(submit_cmd, capture_output=True, text=True, env=env(), timeout=120)
+        result = subprocess.run(submit_cmd, capture_output=True, text=True, env=env(), timeout=SUBMIT_S)
         submitted.append(result)
         return result.returncode == 0
 
-    wait_for(submit, 120, "the job to be accepted")
+    wait_for(submit, SUBMIT_S, "the job to be accepted")
 
     def status() -> str:
         probe = subprocess.run(
             [sys.executable, "-c",
              "import sys; from ray.job_submission import JobSubmissionClient as C; "
              "print(C(sys.argv[1]).get_job_status(sys.argv[2]).value)", head, "raynas-tiny"],
-            capture_output=True, text=True, env=env(), timeout=120,
+            capture_output=True, text=True, env=env(), timeout=30,
         )
         return probe.stdout.strip()
 
     final: list = []
-    wait_for(lambda: final.append(status()) or final[-1] in ("SUCCEEDED", "FAILED", "STOPPED"), 900, "the job to end")
+    wait_for(lambda: final.append(status()) or final[-1] in ("SUCCEEDED", "FAILED", "STOPPED"), JOB_S, "the job to end")
     logs = subprocess.run([str(BIN / "ray"), "job", "logs", "--address", head, "raynas-tiny"],
                           capture_output=True, text=True, env=env())
     assert final[-1] == "SUCCEEDED", logs.stdout[-3000:]
     root = storage / "job"
     assert pq.read_table(root / "results" / "search.parquet").num_rows == 6
     retrain = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
-    assert len(retrain) == 2  # ASHA may stop the weaker one early; the better one finishes
+    assert len(retrain) == 2  # ASHA may stop the weaker one early (tests/experiment/test_asha.py checks the rule)
     assert {r["status"] for r in retrain} <= {"ok", "stopped"} and any(r["status"] == "ok" for r in retrain)
     assert json.loads((root / "best_architecture.json").read_text())
     assert (root / "tune_search").is_dir()

@@ -96,14 +96,18 @@ def test_storage_uri_holds_the_experiment_and_resumes_from_it(tmp_path):
     assert report.returncode == 0 and len(report.stdout.splitlines()) == 2
 
 
-def test_max_params_rejects_architectures_without_spending_trials(tmp_path):
+@pytest.mark.parametrize("mode", ["ray", "local"])
+def test_max_params_rejects_architectures_without_spending_trials(tmp_path, mode):
     limit = 2500  # most mnist1d architectures are larger
-    result = run_cli("search", "--local", "--until", "search", *sets(tmp_path, "budget", [f"search.max_params={limit}"]))
+    extra = ["--local"] if mode == "local" else []
+    result = run_cli("search", *extra, "--until", "search", *sets(tmp_path, "budget", [f"search.max_params={limit}"]))
     assert result.returncode == 0, result.stderr[-3000:]
     root = tmp_path / "budget"
     rows = pq.read_table(root / "results" / "search.parquet").to_pylist()
     assert len(rows) == 6 and all(r["params"] <= limit for r in rows)
     assert json.loads((root / "state.json").read_text())["done"]["search"]["rejected"] > 0
+    if mode == "ray":  # no Tune trial was spent on a rejected architecture
+        assert len([p for p in (root / "tune_search").iterdir() if p.is_dir()]) == 6
 
 
 def test_retrain_command_trains_given_architectures(finished, tmp_path):

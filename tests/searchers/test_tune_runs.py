@@ -5,15 +5,19 @@ from __future__ import annotations
 import glob
 import json
 import os
+import pickle
 import signal
 
+import numpy as np
 import pytest
 from ray import tune
-from ray.tune.search import ConcurrencyLimiter
+from ray.tune.search import ConcurrencyLimiter, Searcher
+from ray.tune.search.sample import Categorical
 
 from searchers import RegularizedEvolutionTuner, canonical_hash, to_index_form
+from searchers.constrained import ConstrainedSearcher
 from searchers.testing import check_parameters, mnist1d_search_space, synthetic_objective
-from searchers.tune import TunerSearcher, from_tune_config, to_tune_space
+from searchers.tune import TunerSearcher, from_tune_config, load_searcher, to_tune_space
 
 MNIST1D = mnist1d_search_space()
 
@@ -135,3 +139,91 @@ def test_basic_variant_generator_searches_the_nas_space(ray_local, tmp_path):
         params = json.loads(r.metrics["arch_json"])
         check_parameters(params, MNIST1D)
         assert params == from_tune_config(r.config, MNIST1D)
+
+
+class SeededRandomSearcher(Searcher):
+    """A user's own Tune ``Searcher`` (no NNI tuner): seeded random samples of the Tune form of
+    the space, never the same architecture twice; ``save`` / ``restore`` keep its RNG and memory."""
+
+    def __init__(self, space: dict, *, metric: str | None = None, mode: str | None = None, seed: int = 0):
+        super().__init__(metric=metric, mode=mode)
+        self.space = space
+        self.rng = np.random.default_rng(seed)
+        self.seen: set[str] = set()
+
+    def _sample(self, domain):
+        if isinstance(domain, Categorical):
+            return domain.categories[int(self.rng.integers(len(domain.categories)))]
+        if isinstance(domain, dict):
+            return {k: self._sample(v) for k, v in domain.items()}
+        return domain
+
+    def suggest(self, trial_id: str) -> dict:
+        while True:
+            config = self._sample(self.space)
+            key = json.dumps(config, sort_keys=True)
+            if key not in self.seen:
+                self.seen.add(key)
+                return config
+
+    def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
+        pass
+
+    def save(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path, "w") as f:
+            json.dump({"rng": self.rng.bit_generator.state, "seen": sorted(self.seen)}, f)
+
+    def restore(self, checkpoint_path: str) -> None:
+        with open(checkpoint_path) as f:
+            state = json.load(f)
+        self.rng.bit_generator.state = state["rng"]
+        self.seen = set(state["seen"])
+
+
+REJECTED: list[dict] = []  # every proposal the constraint turned down, in this process
+
+
+def no_conv7_first(config: dict) -> str | None:
+    """The constraint: op0 must not be conv7 (about one proposal in six is turned down)."""
+    if from_tune_config(config, MNIST1D)["op0"]["_value"] == "conv7":
+        REJECTED.append(config)
+        return "op0 is conv7"
+    return None
+
+
+def _constrained_state(experiment_dir) -> dict:
+    """The wrapper's state as Tune saved it: Tune keeps the wrappers' ``get_state()`` in its
+    search-generator state (a pickle) and the innermost searcher's ``save`` in searcher-state."""
+    newest = max(glob.glob(os.path.join(experiment_dir, "search_gen_state-*.json")))
+    with open(newest, "rb") as f:
+        return pickle.load(f)["name:ConstrainedSearcher"]
+
+
+@pytest.mark.slow
+def test_users_searcher_under_constrained_searcher_is_restored(ray_local, tmp_path):
+    """``Tuner.restore`` brings back a user's own Tune Searcher (loaded by import path, as
+    ``search.searcher`` does) wrapped in ``ConstrainedSearcher``: its RNG and memory, the
+    wrapper's rejection count; no architecture runs twice, none breaks the constraint."""
+    REJECTED.clear()
+    flag = str(tmp_path / "interrupt")
+    open(flag, "w").close()
+    user = load_searcher(
+        "tests.searchers.test_tune_runs:SeededRandomSearcher", search_space=MNIST1D, metric="score", mode="max", seed=3
+    )
+    assert isinstance(user, SeededRandomSearcher)
+    searcher = ConcurrencyLimiter(ConstrainedSearcher(user, constraint=no_conv7_first), max_concurrent=2)
+    first = _tuner(converting_trainable, tmp_path, "own", searcher, 20, callbacks=[InterruptOnce(flag, 8)]).fit()
+    assert not os.path.exists(flag)
+    done_first = [r for r in first if r.metrics and "score" in r.metrics]
+    assert 8 <= len(done_first) < 20
+    rejected_first = len(REJECTED)
+    assert rejected_first > 0 and _constrained_state(first.experiment_path)["rejected"] == rejected_first
+
+    second = tune.Tuner.restore(first.experiment_path, converting_trainable, resume_errored=True).fit()
+    assert len(second) == 20 and not second.errors
+    archs = [r.metrics["arch_json"] for r in second]
+    assert len(set(archs)) == 20, "an architecture ran twice after restore"
+    assert {r.metrics["arch_json"] for r in done_first} <= set(archs)
+    assert all(json.loads(a)["op0"]["_value"] != "conv7" for a in archs)
+    # the wrapper's count went on from the interrupted run's: every rejection of both runs
+    assert len(REJECTED) > rejected_first and _constrained_state(first.experiment_path)["rejected"] == len(REJECTED)

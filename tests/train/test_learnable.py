@@ -15,6 +15,7 @@ from raynas.train import CheckpointError, Callback, final_architecture, load_che
 from raynas.train.sampling import build_mutator
 from raynas.zoo.mnist1d import build_supernet
 from tests.train.conftest import FACTORY, small_config
+from tests.train.helpers import EpochEndStates, disagreeing
 
 KEYS = {"op0", "op1", "op2", "op3", "skip1", "skip2", "skip3"}
 
@@ -36,10 +37,16 @@ def _equal(a: dict, b: dict) -> bool:
 def test_two_ray_replicas_keep_weights_and_arch_parameters_bit_identical(tmp_path, small_data, algorithm, changes):
     """640 samples -> two halves of 320 -> 5 steps per epoch per replica at batch 32."""
     config = small_config(algorithm=algorithm, epochs=2, arch_lr=0.01, **changes)
-    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
+    ends = EpochEndStates()
+    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True, callbacks=[ends])
     rank0, rank1 = result.trace
     assert [t["step"] for t in rank0] == [t["step"] for t in rank1] == list(range(1, 11))
     assert [t["digest"] for t in rank0] == [t["digest"] for t in rank1]
+    # and every buffer at each epoch's end (BatchNorm statistics averaged; ENAS' independent
+    # paths count different batches per replica)
+    assert len(ends.states) == 2
+    for states in ends.states:
+        assert disagreeing(states, integers=algorithm == "darts") == []
     arch_digests = [t["arch_digest"] for t in rank0]
     assert arch_digests == [t["arch_digest"] for t in rank1]
     assert len(set(arch_digests)) == 10  # every step moved the architecture parameters

@@ -7,9 +7,19 @@ import math
 import pytest
 import torch
 
+from raynas.nas import LayerChoice, Mutator
 from raynas.train import ConfigError, SupernetReplica, lr_at, parameter_digest, train_supernet
 from raynas.train.data import resolve_data, steps_per_epoch
 from tests.train.conftest import FACTORY, small_config
+
+
+@pytest.fixture(autouse=True)
+def _keep_torch_threads():
+    """``SupernetReplica.setup`` sets torch's thread count (``supernet.threads``): later tests get
+    the caller's count back."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def test_lr_schedule_warmup_cosine_constant():
@@ -47,18 +57,63 @@ def test_steps_train_and_report(small_data):
     assert (replica.epoch, replica.pos) == (1, 0)
 
 
+class _ScriptedMutator(Mutator):
+    """Step ``s`` puts candidate ``(s + i) % n`` of the ``i``-th LayerChoice on the path, and every
+    input of every InputChoice: over ``n`` steps each candidate is chosen once, unchosen otherwise."""
+
+    def sample_search(self):
+        step = self.steps = getattr(self, "steps", -1) + 1
+        out = {}
+        for i, (key, mutable) in enumerate(self.choices.items()):
+            if isinstance(mutable, LayerChoice):
+                out[key] = torch.arange(mutable.length) == (step + i) % mutable.length
+            else:
+                out[key] = torch.ones(mutable.length, dtype=torch.bool)
+        return out
+
+    def sample_final(self):
+        return self.sample_search()
+
+
+def _scripted(model, *, config, rank, example):  # noqa: ARG001 - the mutator_factory signature
+    return _ScriptedMutator(model)
+
+
 def test_unchosen_candidates_are_not_updated(small_data):
     """Candidates off the path get no gradient, and the optimizer leaves them alone (no decay,
-    no momentum), exactly as in a single-process NNI trainer."""
-    replica = _replica(small_data, replicas=1, optimizer="sgd", lr=0.1, weight_decay=0.01)
-    op0 = replica.model.ops[0]
-    conv7 = {k: v.clone() for k, v in op0.choices[2].state_dict().items()}
-    used_conv7 = False
-    for _ in range(5):
+    no momentum, no BatchNorm statistics), exactly as in a single-process NNI trainer: checked for
+    every candidate of every LayerChoice, also after it was on an earlier path (momentum set)."""
+    replica = SupernetReplica(
+        factory=FACTORY,
+        data=small_data,
+        config=small_config(replicas=1, optimizer="sgd", lr=0.1, momentum=0.9, weight_decay=0.01),
+        mutator_factory=_scripted,
+    )
+    replica.setup()
+    layers = {k: m for k, m in replica.mutator.choices.items() if isinstance(m, LayerChoice)}
+    assert len(layers) == 4 and {m.length for m in layers.values()} == {6}
+
+    def states():
+        return {
+            (k, j): {n: t.detach().clone() for n, t in c.state_dict().items()}
+            for k, m in layers.items()
+            for j, c in enumerate(m.choices)
+        }
+
+    unchanged = changed = 0
+    for step in range(6):
+        before = states()
         replica.run(1)
-        used_conv7 |= replica.mutator.status()["op0"][2] == 1.0
-        if not used_conv7:
-            assert all(torch.equal(conv7[k], v) for k, v in op0.choices[2].state_dict().items())
+        path = replica.mutator.status()
+        for (key, j), state in states().items():
+            same = all(torch.equal(before[(key, j)][n], t) for n, t in state.items())
+            if path[key][j] == 0.0:
+                assert same, f"step {step + 1}: unchosen candidate {j} of {key} changed"
+                unchanged += 1
+            elif state:  # a chosen candidate with weights (not maxpool3 / identity) trains
+                assert not same, f"step {step + 1}: chosen candidate {j} of {key} did not train"
+                changed += 1
+    assert unchanged == 6 * 4 * 5 and changed == 4 * 4  # every candidate was both chosen and unchosen
 
 
 def test_data_shards_are_disjoint_and_cover_the_epoch(small_data):

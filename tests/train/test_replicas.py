@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import signal
-import threading
 
 import pytest
 import torch
+from torch import nn
 
 from raynas.train import Callback, ReplicaFailure, load_checkpoint, train_supernet
 from raynas.train._shm import shm_dir, shm_supported
 from tests.train.conftest import FACTORY, small_config
+from tests.train.helpers import EpochEndStates, disagreeing
 
 pytestmark = pytest.mark.usefixtures("ray_local")
 
@@ -44,7 +45,8 @@ def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorit
     in-place distillation each step also trains the largest path."""
     shm_before = _shm_files()
     config = small_config(sampling=sampling, algorithm=algorithm, epochs=2, allreduce=allreduce, distill=distill)
-    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True)
+    ends = EpochEndStates()
+    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True, callbacks=[ends])
     expected = "shm" if allreduce == "auto" and shm_supported() else "gloo"
     assert result.allreduce == expected
     assert _shm_files() == shm_before  # the shared buffer's name is removed once mapped
@@ -59,8 +61,26 @@ def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorit
     else:
         assert sum(same_path) <= 2
     assert len({str(t["path"]) for t in rank0}) > 10  # paths change from step to step
+    # each epoch ends with every buffer equal too: BatchNorm statistics averaged; the batch counts
+    # agree when the replicas train the same paths (independent paths count different batches)
+    assert len(ends.states) == 2
+    for states in ends.states:
+        assert disagreeing(states, integers=sampling == "shared") == []
+        assert any(k.endswith("running_mean") for k in states[0])
     data = load_checkpoint(result.checkpoint)
     assert data["replicas"] == 2 and len(data["rank_states"]) == 2
+
+
+def test_without_bn_sync_buffers_the_batchnorm_statistics_stay_per_replica(tmp_path, small_data):
+    """``bn_sync_buffers: false``: the weights stay bit-identical, each replica keeps the running
+    statistics of its own data shard."""
+    ends = EpochEndStates()
+    config = small_config(epochs=1, bn_sync_buffers=False)
+    train_supernet(FACTORY, small_data, config, out_dir=tmp_path, callbacks=[ends])
+    (states,) = ends.states
+    differ = disagreeing(states)
+    assert differ and all(k.endswith(("running_mean", "running_var")) for k in differ)
+    assert {"stem.1.running_mean", "stem.1.running_var"} <= set(differ)  # every batch passes the stem
 
 
 class _Interrupt(Exception):
@@ -97,35 +117,62 @@ def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_data, uni
     assert [h["epoch"] for h in final["history"]] == [0, 1, 2]
 
 
-class _Killer(Callback):
-    """Kill replica 1 with ray.kill at step 10 (the end of epoch 1, before its checkpoint: the
-    restart begins from scratch), and SIGKILL replica 0's process shortly after the report of
-    step 25 (while the replicas run steps 26-30: the restart begins from the epoch-2 checkpoint)."""
+class _KillReplica1(Callback):
+    """``ray.kill`` replica 1 at step 10 (the end of epoch 1, before its checkpoint: the restart
+    begins from scratch); records the first step each attempt reports."""
 
     def __init__(self):
-        self.done: list[str] = []
+        self.done = False
         self.failures: list[str] = []
+        self.first_steps: dict[int, int] = {}
 
     def on_progress(self, run, progress):
         import ray
 
-        if progress.step >= 10 and "ray.kill" not in self.done:
-            self.done.append("ray.kill")
+        self.first_steps.setdefault(run.attempt, progress.step)
+        if progress.step >= 10 and not self.done:
+            self.done = True
             ray.kill(run.replicas[1], no_restart=True)
-        elif progress.step >= 25 and "os.kill" not in self.done:
-            self.done.append("os.kill")
-            threading.Timer(0.02, os.kill, (run.pids[0], signal.SIGKILL)).start()
 
     def on_failure(self, run, error, attempt):
         self.failures.append(type(error).__name__)
 
 
+class DieInStep:
+    """The loss of a replica (cross-entropy) that SIGKILLs rank 0's own process in the middle of
+    its ``step``-th step (while rank 1 goes on into the gradient all-reduce), once: ``marker``
+    records that it happened. Triggered by the step count, not by time."""
+
+    def __init__(self, step: int, marker: str):
+        self.step, self.marker, self.calls = step, marker, 0
+
+    def __call__(self, out: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        import torch.distributed as dist
+
+        self.calls += 1  # one call per step (random sampling, no distillation), counted per process
+        if self.calls == self.step and dist.get_rank() == 0 and not os.path.exists(self.marker):
+            open(self.marker, "w").close()
+            os.kill(os.getpid(), signal.SIGKILL)
+        return nn.functional.cross_entropy(out, target)
+
+
 def test_killed_replicas_recover_from_the_last_checkpoint(tmp_path, small_data, uninterrupted):
-    killer = _Killer()
-    result = train_supernet(FACTORY, small_data, small_config(epochs=3), out_dir=tmp_path, callbacks=[killer])
-    assert killer.done == ["ray.kill", "os.kill"]
+    """Replica 1 killed by Ray at step 10 (restart from scratch), then replica 0's process killed
+    in the middle of step 26 (restart from the epoch-2 checkpoint)."""
+    killer = _KillReplica1()
+    marker = tmp_path / "rank0-killed"
+    result = train_supernet(
+        FACTORY,
+        small_data,
+        small_config(epochs=3),
+        out_dir=tmp_path / "run",
+        callbacks=[killer],
+        criterion=DieInStep(26, str(marker)),
+    )
+    assert killer.done and marker.exists()
     assert result.restarts == 2 and killer.failures == ["ReplicaFailure", "ReplicaFailure"]
     assert (result.epochs, result.steps) == (3, 30)
+    assert killer.first_steps == {0: 5, 1: 5, 2: 25}  # from scratch, then from the epoch-2 checkpoint
     final = load_checkpoint(result.checkpoint)
     assert final["epoch"] == 3
     # restarts replay from a checkpoint, so the weights equal an uninterrupted run's (shared mode)

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 import pytest
 import torch
 import torch.multiprocessing as mp
 
-from raynas.train import SupernetConfig
+from raynas.train import Callback, SupernetConfig
 from raynas.train._shm import SharedMemoryTimeout, ShmAllReduce, agree_everywhere, shm_name, shm_path, shm_supported
 from raynas.train.config import ConfigError
 from raynas.train.replicas import shm_plan
@@ -170,3 +173,47 @@ def test_replicas_fall_back_to_gloo_or_refuse_when_the_buffer_cannot_be_made(all
         assert [r[1] for r in results] == ["error", "error"]
         assert results[0][2].startswith("supernet.allreduce is 'shm' but could not make ")
         assert results[1][2].startswith("supernet.allreduce is 'shm' but another replica could not make its node's")
+
+
+class _Pids(Callback):
+    def on_train_start(self, run):
+        self.pids = list(run.pids)
+
+
+def _worker_log(pid: int) -> str:
+    """What the Ray worker process ``pid`` wrote to stderr (Ray keeps it in the session's logs)."""
+    import ray
+
+    logs = ray._private.worker._global_node.get_logs_dir_path()
+    return "".join(path.read_text() for path in Path(logs).glob(f"worker-*-{pid}.err"))
+
+
+@pytest.mark.parametrize("allreduce", ["auto", "shm"])
+def test_ray_replicas_log_why_they_fall_back_or_refuse(ray_local, tmp_path, monkeypatch, allreduce):
+    """Through ``RayReplicas``: the driver plans a buffer name that cannot be made on the node;
+    ``auto`` trains over gloo and each replica logs the reason, ``shm`` refuses with the rule
+    (inside the Ray task error that carries it to the driver)."""
+    from raynas.train import ConfigError as TrainConfigError
+    from raynas.train import replicas, train_supernet
+    from tests.train.conftest import FACTORY, slice_mnist1d, small_config
+
+    missing = f"missing-{tmp_path.name}"
+    monkeypatch.setattr(replicas, "shm_name", lambda: f"{missing}/buffer")
+    pids = _Pids()
+    config = small_config(epochs=1, allreduce=allreduce)
+    if allreduce == "shm":
+        with pytest.raises(TrainConfigError, match=r"supernet.allreduce is 'shm' but (could not make|another replica)"):
+            train_supernet(FACTORY, slice_mnist1d(), config, out_dir=tmp_path, callbacks=[pids])
+        return
+    result = train_supernet(FACTORY, slice_mnist1d(), config, out_dir=tmp_path, callbacks=[pids])
+    assert result.allreduce == "gloo"
+    rank0, rank1 = (_worker_log(pid) for pid in pids.pids)
+    assert re.search(
+        rf"shared-memory all-reduce unavailable \(could not make \d+ bytes at \S*{missing}/buffer: .*No such file"
+        r".*\); averaging gradients over gloo",
+        rank0,
+    ), rank0[-2000:]
+    assert (
+        "shared-memory all-reduce unavailable (another replica could not make its node's shared buffer); "
+        "averaging gradients over gloo" in rank1
+    ), rank1[-2000:]
