@@ -34,7 +34,9 @@ from _standalone import _train_one  # noqa: E402
 
 FACTORY = "raynas.zoo.mnist1d:build_supernet"
 DATA = "raynas.zoo.mnist1d:load_data"
-PROTOCOL = {"optimizer": "adam", "lr": 3e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine", "impl": "train_fixed"}
+PROTOCOL = {
+    "optimizer": "adam", "lr": 3e-3, "batch_size": 128, "epochs": 30, "schedule": "cosine", "impl": "train_fixed"
+}
 
 
 def emit(**row: object) -> None:
@@ -124,7 +126,9 @@ def main() -> int:
     parser.add_argument("--set", nargs="*", default=[], help="supernet settings to override (key=value)")
     parser.add_argument(
         "--cache",
-        default=str(Path(os.environ.get("RAYNAS_CACHE_DIR", Path.home() / ".cache" / "raynas")) / "ranking-standalone.json"),
+        default=str(
+            Path(os.environ.get("RAYNAS_CACHE_DIR", Path.home() / ".cache" / "raynas")) / "ranking-standalone.json"
+        ),
     )
     args = parser.parse_args()
 
@@ -160,7 +164,8 @@ def main() -> int:
     alone = runs[0]
     mean_test = [sum(r[i]["test_accuracy"] for r in runs) / len(runs) for i in range(len(archs))]
     for i, (arch, w) in enumerate(zip(archs, ws)):
-        emit(arch=arch, ws_val_accuracy=w["val_accuracy"], standalone_test_accuracy=[r[i]["test_accuracy"] for r in runs],
+        emit(arch=arch, ws_val_accuracy=w["val_accuracy"],
+             standalone_test_accuracy=[r[i]["test_accuracy"] for r in runs],
              params=w["params"], flops=w["flops"])
     scores = [w["val_accuracy"] for w in ws]
     tau = kendall_tau(scores, [a["test_accuracy"] for a in alone])

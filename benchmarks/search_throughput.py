@@ -27,7 +27,7 @@ from raynas.nas import generate_search_space  # noqa: E402
 from raynas.search import SearchSetup, build_searcher, run_search_tune  # noqa: E402
 from raynas.zoo import mnist1d  # noqa: E402
 from searchers import RandomTuner  # noqa: E402,F401  (the searcher below, by import path)
-from searchers.space import sample_architecture, parse_search_space, to_parameters  # noqa: E402
+from searchers.space import parse_search_space, sample_architecture, to_parameters  # noqa: E402
 
 
 def main() -> None:
@@ -71,7 +71,9 @@ def main() -> None:
     ray.init(num_cpus=args.max_concurrent, include_dashboard=False, log_to_driver=False)
     results = {}
     for concurrent in sorted({1, args.max_concurrent}):
-        searcher = build_searcher("searchers:RandomTuner", space=space, metric="val_accuracy", mode="max", kwargs={}, seed=0)
+        searcher = build_searcher(
+            "searchers:RandomTuner", space=space, metric="val_accuracy", mode="max", kwargs={}, seed=0
+        )
         with tempfile.TemporaryDirectory() as storage:
             start = time.perf_counter()
             rows = run_search_tune(

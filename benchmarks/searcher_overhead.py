@@ -137,7 +137,8 @@ def main() -> None:
     for name, make in TUNERS.items():
         best = [round(best_found(make(s), budget=args.budget, seed=s), 3) for s in range(args.seeds)]
         quality[name] = round(statistics.mean(best), 3)
-        emit({"quality": name, "budget": args.budget, "concurrency": 2, "best_per_seed": best, "mean_best": quality[name]})
+        emit({"quality": name, "budget": args.budget, "concurrency": 2, "best_per_seed": best,
+              "mean_best": quality[name]})
 
     import ray
 

@@ -131,11 +131,17 @@ def _log(message: str) -> None:
 @click.argument("config", required=False, type=click.Path(dir_okay=False))
 @click.option("--local", is_flag=True, help="Run every phase in this process, without Ray.")
 @click.option("--address", default=None, help="Ray cluster address (default: the job's cluster, or a local Ray).")
-@click.option("--resume", "resume_dir", default=None, type=click.Path(file_okay=False), help="Continue the experiment in DIR.")
-@click.option("--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable).")
+@click.option(
+    "--resume", "resume_dir", default=None, type=click.Path(file_okay=False), help="Continue the experiment in DIR."
+)
+@click.option(
+    "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable)."
+)
 @click.option("--until", type=click.Choice(PHASES), default=None, help="Stop after this phase.")
 @user_errors
-def search(config: str | None, local: bool, address: str | None, resume_dir: str | None, overrides: tuple, until: str | None) -> None:
+def search(
+    config: str | None, local: bool, address: str | None, resume_dir: str | None, overrides: tuple, until: str | None
+) -> None:
     """Run an experiment: space, supernet, search, retrain, report.
 
     With no CONFIG it runs the built-in mnist1d experiment.
@@ -189,7 +195,9 @@ def _read_archs(path: str, space: Any) -> list[dict]:
 
 @main.command("eval")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures.")
+@click.option(
+    "--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures."
+)
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
 @user_errors
 def eval_(directory: str, archs_file: str, fmt: str) -> None:
@@ -210,7 +218,9 @@ def eval_(directory: str, archs_file: str, fmt: str) -> None:
 
 @main.command("retrain")
 @click.argument("directory", type=click.Path(file_okay=False))
-@click.option("--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures.")
+@click.option(
+    "--archs", "archs_file", required=True, type=click.Path(dir_okay=False), help="JSON list of architectures."
+)
 @click.option("--local", is_flag=True, help="Train in this process, without Ray.")
 @click.option("--address", default=None, help="Ray cluster address.")
 @click.option("--name", default=None, help="Results name (default: retrain-<archs file name>).")

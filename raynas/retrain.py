@@ -191,7 +191,9 @@ def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
     train_fixed(setup, int(config["rank"]), report=report, state=state)
 
 
-def _row(trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any) -> dict:
+def _row(
+    trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any
+) -> dict:
     metrics = metrics or {}
     return {
         "trial_id": trial_id,

@@ -4,29 +4,6 @@ The Ray Tune adapter lives in :mod:`searchers.tune` (imported on demand, so that
 searchers`` loads neither torch nor ray); the conformance suite in :mod:`searchers.testing`.
 """
 
-from searchers.space import (
-    INPUT_CHOICE,
-    LAYER_CHOICE,
-    Choice,
-    SearchSpaceError,
-    Selection,
-    Weights,
-    canonical_hash,
-    from_index_form,
-    parse_search_space,
-    resolve_architecture,
-    to_exported,
-    to_index_form,
-    to_parameters,
-    choice_size,
-    space_size,
-    sample_choice,
-    neighbour_choice,
-    sample_architecture,
-    mutate_architecture,
-    crossover_architectures,
-    enumerate_architectures,
-)
 from searchers.base import (
     OPTIMIZE_MODES,
     ArchTuner,
@@ -37,9 +14,32 @@ from searchers.base import (
     check_optimize_mode,
     metric_value,
 )
-from searchers.random import RandomTuner
 from searchers.evolution import EvolutionTuner
+from searchers.random import RandomTuner
 from searchers.regularized_evolution import RegularizedEvolutionTuner
+from searchers.space import (
+    INPUT_CHOICE,
+    LAYER_CHOICE,
+    Choice,
+    SearchSpaceError,
+    Selection,
+    Weights,
+    canonical_hash,
+    choice_size,
+    crossover_architectures,
+    enumerate_architectures,
+    from_index_form,
+    mutate_architecture,
+    neighbour_choice,
+    parse_search_space,
+    resolve_architecture,
+    sample_architecture,
+    sample_choice,
+    space_size,
+    to_exported,
+    to_index_form,
+    to_parameters,
+)
 
 __all__ = [
     "INPUT_CHOICE",

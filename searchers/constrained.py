@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ray.tune.search import Searcher
+
 from searchers.errors import RaynasError
 
 __all__ = ["ConstrainedSearcher", "ConstraintError"]

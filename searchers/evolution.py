@@ -67,7 +67,11 @@ class EvolutionTuner(ArchTuner):
                 f"num_mutation + num_crossover must be <= population_size={self.population_size}, "
                 f"got {self.num_mutation} + {self.num_crossover}"
             )
-        if isinstance(mutation_prob, bool) or not isinstance(mutation_prob, numbers.Real) or not 0 <= mutation_prob <= 1:
+        if (
+            isinstance(mutation_prob, bool)
+            or not isinstance(mutation_prob, numbers.Real)
+            or not 0 <= mutation_prob <= 1
+        ):
             raise ValueError(f"mutation_prob must be a number in [0, 1], got {mutation_prob!r}")
         self.mutation_prob = float(mutation_prob)
         if max_generations is not None:

@@ -31,6 +31,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 
 from searchers.base import CallLog, NoMoreTrialError, Tuner, calls_without_argument
+from searchers.errors import RaynasError
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
@@ -40,7 +41,6 @@ from searchers.space import (
     parse_search_space,
     to_parameters,
 )
-from searchers.errors import RaynasError
 
 __all__ = ["ARCH_KEY", "TunerSearcher", "to_tune_space", "from_tune_config", "load_searcher", "SearcherLoadError"]
 
@@ -121,7 +121,8 @@ class TunerSearcher(Searcher):
     ) -> None:
         if not isinstance(tuner, Tuner):
             raise TypeError(
-                f"TunerSearcher needs a searchers.Tuner instance, got {type(tuner).__module__}.{type(tuner).__qualname__}"
+                "TunerSearcher needs a searchers.Tuner instance, "
+                f"got {type(tuner).__module__}.{type(tuner).__qualname__}"
             )
         super().__init__(metric=_check_metric(metric), mode=_check_mode(mode))
         self.tuner = tuner
@@ -329,7 +330,9 @@ class TunerSearcher(Searcher):
         """
         expected = f"{type(self.tuner).__module__}:{type(self.tuner).__qualname__}"
         if state.get("tuner_class") != expected:
-            raise ValueError(f"searcher state holds a {state.get('tuner_class')!r} tuner, this searcher wraps {expected!r}")
+            raise ValueError(
+                f"searcher state holds a {state.get('tuner_class')!r} tuner, this searcher wraps {expected!r}"
+            )
         replay = state["tuner"] is None
         if replay:
             if self._next_id or self._log.records:
@@ -496,7 +499,8 @@ def _import_object(path: str) -> Any:
                 and v is not Searcher
             ]
             raise SearcherLoadError(
-                f"module {module_name!r} has no {attr!r} (tuners and searchers there: {', '.join(sorted(names)) or 'none'})"
+                f"module {module_name!r} has no {attr!r} "
+                f"(tuners and searchers there: {', '.join(sorted(names)) or 'none'})"
             )
         obj = getattr(obj, part)
     return obj

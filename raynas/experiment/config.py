@@ -182,7 +182,9 @@ class SearchSection(_Section):
 
     _name = "search"
     searcher: str = field(default="searchers:RegularizedEvolutionTuner", metadata=_rule("str", factory=True))
-    searcher_kwargs: dict = field(default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=_rule("dict"))
+    searcher_kwargs: dict = field(
+        default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=_rule("dict")
+    )
     num_samples: int = field(default=200, metadata=_rule("int", min=0))
     max_concurrent: int = field(default=2, metadata=_rule("int", min=1))
     metric: str = field(default="val_accuracy", metadata=_rule("choice", valid=METRICS))

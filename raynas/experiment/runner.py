@@ -12,15 +12,14 @@ from typing import Any
 from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomic
 from raynas.experiment.config import ConfigError, ExperimentConfig, build_config, load_config
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
-from raynas.search import SEARCH_COLUMNS, data_factory, model_factory
 from raynas.retrain import RETRAIN_COLUMNS
+from raynas.search import SEARCH_COLUMNS, data_factory, model_factory
 from searchers.errors import RaynasError
 
 __all__ = [
     "Experiment",
     "ExperimentExistsError",
     "SpaceMismatchError",
-    "run_experiment",
     "init_ray",
     "leaderboard",
     "top_architectures",
@@ -109,7 +108,9 @@ class Experiment:
             )
         space = generate_search_space(model)
         if not space:
-            raise ConfigError(f"model.factory {self.config.model.factory!r} builds a model without LayerChoice or InputChoice")
+            raise ConfigError(
+                f"model.factory {self.config.model.factory!r} builds a model without LayerChoice or InputChoice"
+            )
         if self.dir.search_space.is_file():
             diff = _space_diff(self.dir.read_search_space(), space)
             if diff:

@@ -30,7 +30,7 @@ from raynas.nas.space import (
     to_exported,
     to_parameters,
 )
-from raynas.nas.spos import SPOSSupernetTrainingMutator, SposMutator
+from raynas.nas.spos import SposMutator, SPOSSupernetTrainingMutator
 
 __all__ = [
     "ALGORITHMS",

@@ -24,7 +24,7 @@ from raynas.nas.enas import EnasMutator
 from raynas.nas.fair import FairMutator
 from raynas.nas.mutator import Mutator
 from raynas.nas.random import RandomMutator
-from raynas.nas.spos import SPOSSupernetTrainingMutator, SposMutator
+from raynas.nas.spos import SposMutator, SPOSSupernetTrainingMutator
 
 __all__ = ["ALGORITHMS", "AlgorithmBuilder", "algorithm_builder"]
 

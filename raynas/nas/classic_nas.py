@@ -53,8 +53,8 @@ from raynas.nas.trial import (
     trial_context,
     with_nni_trial,
 )
-from searchers.space import LAYER_CHOICE, SearchSpaceError, parse_search_space
 from searchers.errors import RaynasError
+from searchers.space import LAYER_CHOICE, SearchSpaceError, parse_search_space
 
 if TYPE_CHECKING:  # pragma: no cover
     from ray.tune import ResultGrid

@@ -205,7 +205,7 @@ def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
                         if cand is None:
                             continue  # pruned by a fixed architecture: never runs
                         table[key][i][0] += sum(p.numel() for p in cand.parameters())
-                        table[key][i][1] += _count_flops(lambda c=cand: c(*args, **kwargs), _leaves(cand))
+                        table[key][i][1] += _count_flops(lambda c=cand, a=args, k=kwargs: c(*a, **k), _leaves(cand))
                 else:
                     inputs = m.candidate_inputs(args[0] if args else kwargs["optional_inputs"])
                     for i, t in enumerate(inputs):

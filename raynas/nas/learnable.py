@@ -177,7 +177,9 @@ class ArchTrainer:
         arch_warmup_steps: int = 0,
     ):
         if not isinstance(mutator, LearnableMutator):
-            raise TypeError(f"ArchTrainer needs a LearnableMutator (DartsMutator, EnasMutator), got {type(mutator).__name__}")
+            raise TypeError(
+                f"ArchTrainer needs a LearnableMutator (DartsMutator, EnasMutator), got {type(mutator).__name__}"
+            )
         if mutator.model is not model:
             raise ValueError("the mutator is not bound to this model; build the mutator on it first")
         if isinstance(arch_warmup_steps, bool) or not isinstance(arch_warmup_steps, int) or arch_warmup_steps < 0:

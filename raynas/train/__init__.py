@@ -7,6 +7,9 @@ Entry points: :func:`train_supernet` and :func:`evaluate_architecture` (or, to s
 architectures on one set of weights, :class:`WeightSharingEvaluator`).
 """
 
+from raynas.nas.costs import PathCosts, profile_costs
+from raynas.nas.fair import FairMutator
+from raynas.nas.spos import SposMutator
 from raynas.train.callbacks import ArchitectureCheckpoint, Callback, EpochMetrics, MetricsHistory, Progress, RunInfo
 from raynas.train.checkpoint import (
     CheckpointError,
@@ -25,9 +28,6 @@ from raynas.train.evaluate import (
 from raynas.train.logging import ProgressLine, TensorBoardLogger
 from raynas.train.replica import SupernetReplica
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
-from raynas.nas.costs import PathCosts, profile_costs
-from raynas.nas.fair import FairMutator
-from raynas.nas.spos import SposMutator
 from raynas.train.reports import parameter_digest
 from raynas.train.sampling import build_mutator
 from raynas.train.step import lr_at

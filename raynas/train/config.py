@@ -12,9 +12,9 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from searchers.errors import ConfigError  # one class for every raynas config error
 
 from raynas.nas.algorithms import ALGORITHMS as _ALGORITHM_REGISTRY
+from searchers.errors import ConfigError  # one class for every raynas config error
 
 __all__ = [
     "ConfigError",

@@ -21,9 +21,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from raynas.nas.costs import profile_costs
 from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, load_architecture
 from raynas.train.checkpoint import load_checkpoint
-from raynas.nas.costs import profile_costs
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import first_examples, resolve_data
 from raynas.train.resolve import resolve_factory
@@ -149,7 +149,8 @@ class WeightSharingEvaluator:
             self._recal = [train.take(order)[0]]
         target = _Batches(splits[self.split], self._device)
         idx = torch.arange(len(target))
-        self._eval = [target.take(idx[i : i + self.eval_batch_size]) for i in range(0, len(target), self.eval_batch_size)]
+        step = self.eval_batch_size
+        self._eval = [target.take(idx[i : i + step]) for i in range(0, len(target), step)]
         self._ready = True
 
     def build(self, arch: Any) -> tuple[nn.Module, Any]:

@@ -36,6 +36,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raynas.nas.costs import largest_path, profile_costs
 from raynas.nas.learnable import LearnableMutator
 from raynas.nas.mutator import Mutator
 from raynas.train.checkpoint import to_cpu
@@ -43,7 +44,6 @@ from raynas.train.config import ConfigError, SupernetConfig
 from raynas.train.data import Batches, ReplicaShards, resolve_data
 from raynas.train.reports import ReplicaInfo, ReplicaState, ReportMeter, StepReport, parameter_digest
 from raynas.train.resolve import resolve_device, resolve_factory
-from raynas.nas.costs import largest_path, profile_costs
 from raynas.train.sampling import build_mutator
 from raynas.train.step import WeightStep
 from raynas.train.sync import GradientSync, NoSync, choose_sync, join_process_group, leave_process_group, shm_capable

@@ -17,7 +17,8 @@ CHANNELS = 16
 
 
 def _conv(k: int) -> nn.Module:
-    return nn.Sequential(nn.Conv2d(CHANNELS, CHANNELS, k, padding=k // 2, bias=False), nn.BatchNorm2d(CHANNELS), nn.ReLU())
+    conv = nn.Conv2d(CHANNELS, CHANNELS, k, padding=k // 2, bias=False)
+    return nn.Sequential(conv, nn.BatchNorm2d(CHANNELS), nn.ReLU())
 
 
 class DigitsSupernet(nn.Module):

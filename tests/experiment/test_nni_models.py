@@ -24,9 +24,8 @@ import torch
 import tests.models as models
 from raynas.nas import RandomMutator, apply_fixed_architecture, generate_search_space
 from raynas.nas.space import to_decisions
-from raynas.nas.utils import ScopedFactory
+from raynas.nas.utils import ScopedFactory, to_device
 from raynas.train import profile_costs
-from raynas.nas.utils import to_device
 from raynas.train.data import Batches as _Batches
 from tests.experiment.cli_helpers import run_cli, sets
 

@@ -67,7 +67,7 @@ def main(args):
 
     for epoch in range(1, args["epochs"] + 1):
         model.train()
-        for step in range(args["steps"]):
+        for _step in range(args["steps"]):
             optimizer.zero_grad()
             loss = F.cross_entropy(model(x), y)
             loss.backward()

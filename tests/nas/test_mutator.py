@@ -18,7 +18,7 @@ from raynas.nas import (
 )
 from raynas.nas.utils import ScopedFactory
 from raynas.zoo.mnist1d import build_supernet
-from tests.nas.helpers import Scale, TinyNet, tiny_net
+from tests.nas.helpers import Scale, tiny_net
 
 
 class RandomMutatorFromTheSeed(Mutator):
@@ -237,7 +237,7 @@ def test_applied_puts_decisions_in_force_for_the_block_only():
     with pytest.raises(ZeroDivisionError):
         with mutator.applied({"op": torch.tensor([False, False, True]), "inp": torch.tensor([True, True, True])}):
             assert mutator.chosen_indices["op"] == (2,)
-            1 / 0
+            1 / 0  # noqa: B018 (the error under test)
     assert mutator.decisions == before  # restored on error too
     with pytest.raises(DecisionError, match="no entry for key 'inp'"):
         with mutator.applied({"op": torch.tensor([False, False, True])}):

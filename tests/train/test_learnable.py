@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from raynas.nas import to_decisions
-from raynas.train import CheckpointError, Callback, final_architecture, load_checkpoint, train_supernet
+from raynas.train import Callback, CheckpointError, final_architecture, load_checkpoint, train_supernet
 from raynas.train.sampling import build_mutator
 from raynas.zoo.mnist1d import build_supernet
 from tests.train.conftest import FACTORY, small_config

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from raynas.nas import RandomMutator, SPOSSupernetTrainingMutator, apply_fixed_architecture, to_decisions
-from raynas.train import ConfigError, SposMutator, SupernetConfig, build_mutator, profile_costs
 from raynas.nas.costs import largest_path
+from raynas.train import ConfigError, SposMutator, SupernetConfig, build_mutator, profile_costs
 from raynas.train.sampling import mutator_seed
 from raynas.zoo.mnist1d import build_supernet
 
@@ -189,8 +189,8 @@ def test_build_mutator_names_a_flops_func_it_cannot_use(spec, words):
 
 
 def test_fair_sampling_runs_every_candidate_once_per_step(small_data):
-    from raynas.train import SupernetReplica
     from raynas.nas.fair import FairMutator
+    from raynas.train import SupernetReplica
     from tests.train.conftest import FACTORY, small_config
 
     mutator = FairMutator(build_supernet(), seed=0)

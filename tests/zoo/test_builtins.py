@@ -2,8 +2,7 @@ import pytest
 import torch
 
 from raynas.nas import RandomMutator, apply_fixed_architecture, generate_search_space
-from raynas.zoo import BUILTINS, builtin
-from raynas.zoo import mnist1d
+from raynas.zoo import BUILTINS, builtin, mnist1d
 
 
 def test_mnist1d_data_splits_and_shapes():
