@@ -1,4 +1,4 @@
-"""Stand-alone training of mnist1d architectures (DESIGN section 5: Adam 3e-3, batch 128,
+"""Stand-alone training of mnist1d architectures (the mnist1d protocol: Adam 3e-3, batch 128,
 30 epochs, cosine), in parallel Ray tasks with one torch thread each."""
 
 from __future__ import annotations

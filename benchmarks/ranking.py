@@ -6,7 +6,7 @@ stand-alone accuracy of the same random architectures.
 2. Score ``--archs`` random architectures (uniform, as ``RandomMutator`` samples) by weight sharing
    (BatchNorm recalibration, validation accuracy), plus the all-``conv7``-no-skip and the
    all-``identity`` paths.
-3. Train the same architectures alone (DESIGN section 5: Adam 3e-3, batch 128, 30 epochs, cosine
+3. Train the same architectures alone (the mnist1d protocol: Adam 3e-3, batch 128, 30 epochs, cosine
    schedule) and take their test accuracy. Stand-alone results are cached on disk (keyed by the
    architecture and the protocol), so re-running after a change of supernet settings only
    re-trains the supernet.
@@ -77,7 +77,7 @@ IDENTITY = {k: ("identity" if k.startswith("op") else []) for k in CONV7}
 
 
 def standalone(arch: dict, seed: int = 0) -> dict:
-    """Train one architecture alone (DESIGN section 5 protocol, ``raynas.retrain.train_fixed``)."""
+    """Train one architecture alone (the mnist1d stand-alone protocol, ``raynas.retrain.train_fixed``)."""
     return _train_one(arch, 0, seed, PROTOCOL["epochs"])
 
 

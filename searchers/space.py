@@ -6,7 +6,7 @@ A search space maps each mutable key to one entry::
      "skip1": {"_type": "input_choice",
                "_value": {"candidates": ["stem", "op0"], "n_chosen": null}}}
 
-A *choice value* for one key may be written in any of these forms (DESIGN section 3):
+A *choice value* for one key may be written in any of these forms:
 
 - a candidate name (``"conv5"``) or an index (``1``);
 - a list of names and/or indices (``["stem", 1]``);

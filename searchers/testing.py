@@ -53,7 +53,7 @@ MNIST1D_OPS = ("conv3", "conv5", "conv7", "sepconv5", "maxpool3", "identity")
 
 
 def mnist1d_search_space() -> dict:
-    """The built-in ``mnist1d`` search space (DESIGN section 5) as nnictl JSON, sorted keys."""
+    """The built-in ``mnist1d`` search space (``raynas.zoo.mnist1d``) as nnictl JSON, sorted keys."""
     space: dict = {f"op{i}": {"_type": "layer_choice", "_value": list(MNIST1D_OPS)} for i in range(4)}
     names = ["stem", "op0", "op1"]
     for i in (1, 2, 3):

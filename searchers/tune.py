@@ -7,7 +7,7 @@
   turns a trial's config back into the parameter form (it accepts TunerSearcher configs too).
 - :func:`load_searcher` builds either from an import path.
 
-Facts of Ray 2.60 this module is built around (DESIGN section 8): ``set_search_properties`` is
+Facts of Ray 2.60 this module is built around (measured on Ray 2.60): ``set_search_properties`` is
 called only when ``param_space`` is non-empty, so space, metric and mode are constructor
 arguments; failed trials arrive as ``on_trial_complete(id, result=None, error=True)`` and
 trials stopped while pending as ``result=None, error=False``; ``save`` / ``restore`` are needed

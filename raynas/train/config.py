@@ -128,8 +128,6 @@ class SupernetConfig:
         threads: torch threads per replica (``torch.set_num_threads``).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         cpus_per_replica: Ray CPUs reserved per replica actor.
-        bn_recalibration_batches: training batches used to recalibrate BatchNorm statistics when
-            an architecture is scored by weight sharing.
         bn_sync_buffers: average BatchNorm running statistics across replicas at each epoch end.
         max_failures: restarts from the last checkpoint allowed after replica failures.
         log_every: steps between progress reports (a replica runs this many steps per call).
@@ -187,7 +185,6 @@ class SupernetConfig:
     threads: int = 1
     device: str = "auto"
     cpus_per_replica: float = 1.0
-    bn_recalibration_batches: int = 10
     bn_sync_buffers: bool = True
     max_failures: int = 3
     log_every: int = 20
@@ -244,7 +241,6 @@ class SupernetConfig:
         self._check_int("threads", minimum=1)
         self._check_choice("device", DEVICES)
         self._check_number("cpus_per_replica", minimum=0.0)
-        self._check_int("bn_recalibration_batches", minimum=0)
         self._check_bool("bn_sync_buffers")
         self._check_int("max_failures", minimum=0)
         self._check_int("log_every", minimum=1)

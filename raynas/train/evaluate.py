@@ -1,6 +1,6 @@
 """Weight-sharing evaluation: score an architecture on trained supernet weights.
 
-For each architecture (in any fixed form of DESIGN section 3): build a fresh model from the
+For each architecture (in any fixed form of :mod:`searchers.space`): build a fresh model from the
 factory, fix the architecture (``apply_fixed_architecture`` prunes single-choice LayerChoices),
 copy the supernet weights in, reset the BatchNorm statistics and recalibrate them on
 ``bn_batches`` training batches (cumulative average, in train mode, without gradients), then

@@ -1,8 +1,8 @@
 """Built-in datasets and search spaces.
 
 Each built-in is a module with ``build_supernet()`` (no required arguments) and ``load_data()``
-returning ``{"train", "val", "test"}`` datasets: ``raynas.zoo.mnist1d`` (DESIGN section 5, the
-benchmark space) and ``raynas.zoo.digits`` (scikit-learn's 8x8 digits, a 2-D example).
+returning ``{"train", "val", "test"}`` datasets: ``raynas.zoo.mnist1d`` (the
+benchmark space, README "Built-in spaces") and ``raynas.zoo.digits`` (scikit-learn's 8x8 digits, a 2-D example).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The built-in ``mnist1d`` benchmark: data and supernet exactly as DESIGN section 5 fixes them.
+"""The built-in ``mnist1d`` benchmark: data and supernet exactly as the README's "Built-in spaces" fixes them.
 
 - Data: ``mnist1d.data.make_dataset(mnist1d.data.get_dataset_args())``; ``x[:3500]`` train,
   ``x[3500:4000]`` validation, ``x_test`` (1000) test; inputs ``(batch, 1, 40)`` float32.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from raynas.experiment import ExperimentConfig
 from raynas.train import SupernetConfig, WeightSharingEvaluator, train_supernet
 from tests.train.conftest import FACTORY
 
@@ -21,7 +22,7 @@ def test_default_settings_rank_conv7_far_above_identity(tmp_path):
         factory=FACTORY,
         weights=result,
         data="raynas.zoo.mnist1d:load_data",
-        bn_batches=config.bn_recalibration_batches,
+        bn_batches=ExperimentConfig().search.bn_batches,  # what the search phase recalibrates with
         batch_size=config.batch_size,
     )
     conv7 = evaluator.evaluate(CONV7)["val_accuracy"]
