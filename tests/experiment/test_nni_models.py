@@ -40,7 +40,7 @@ CASES = {
 }
 #: 40 training samples: batches small enough for a few steps per epoch
 SMALL = ["supernet.batch_size=8", "retrain.batch_size=8", "search.batch_size=16"]
-RAY_EXTRA = {"text": ["supernet.replicas=2"]}
+RAY_EXTRA = {"text": ["supernet.replicas=2"], "spos": ["supernet.replicas=2"]}
 
 #: what NNI's DARTS export writes for tests.models.DartsNet built first in a process: counter keys,
 #: the node InputChoices name their two kept edges, the third edge of each second node is pruned
@@ -161,7 +161,7 @@ def _search(name: str, mode: str, storage: Path) -> tuple[Path, object]:
     return _RUNS[name, mode]
 
 
-RUNS = [("darts", "local"), ("enas", "local"), ("spos", "local"), ("text", "local"), ("text", "ray")]
+RUNS = [(name, mode) for mode in ("local", "ray") for name in ("darts", "enas", "spos", "text")]
 
 
 @pytest.fixture(scope="module")
