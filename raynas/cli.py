@@ -169,21 +169,16 @@ def _read_archs(path: str, space: Any) -> list[dict]:
     ``space`` is the experiment's model: besides its keys, an unkeyed mutable's module path and
     NNI's counter key (``InputChoice10``, as NNI's exported files write it) name it too.
     """
+    from raynas._io import read_json
     from raynas.nas.fixed import load_architecture
     from raynas.nas.space import to_exported
     from searchers.space import SearchSpaceError
 
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"architecture file {path!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"architecture file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"architecture file {path!r} must hold a JSON list of architectures (or one object)")
+    rule = "a JSON list of architectures (or one object)"
+    data = read_json(path, what="architecture", expect=(list, dict), expect_text=rule)
+    data = [data] if isinstance(data, dict) else data
+    if not data:
+        raise ValueError(f"architecture file {path!r} must hold {rule}, got an empty list")
     archs = []
     for i, arch in enumerate(data):
         try:

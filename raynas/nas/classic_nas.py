@@ -22,7 +22,6 @@ This module holds both halves of the workflow:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,7 +36,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from raynas._io import write_json_atomic
+from raynas._io import read_json, write_json_atomic
 from raynas.nas import trial as _trial
 from raynas.nas.mutator import Mutator
 from raynas.nas.space import generate_search_space, to_decisions
@@ -198,17 +197,7 @@ def load_search_space(source: str | os.PathLike | Mapping[str, Any]) -> dict:
     if isinstance(source, Mapping):
         data = dict(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"search space file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ClassicNASError(
-                f"search space file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
-            ) from None
-        if not isinstance(data, dict):
-            raise ClassicNASError(f"search space file {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+        data = read_json(source, what="search space", error=ClassicNASError)
     return {k: c.spec() for k, c in sorted(parse_search_space(data).items())}
 
 
