@@ -43,16 +43,11 @@ def build_model(factory: str, kwargs: dict | None = None) -> Any:
     """Build a model from ``"module:factory"`` and keyword arguments, with errors that say why."""
     from torch import nn
 
-    from raynas.nas.space import load_factory
+    from raynas.train.resolve import resolve_factory
 
-    fn = load_factory(factory)
-    if not callable(fn):
-        raise TypeError(f"factory {factory!r} is a {type(fn).__name__}, not a callable")
-    from raynas.nas.utils import mutable_counting_scope
-
+    build = resolve_factory(factory, kwargs)  # NNI's counter keys, as every raynas process builds them
     try:
-        with mutable_counting_scope():  # NNI's counter keys, as every raynas process builds them
-            model = fn(**(kwargs or {}))
+        model = build()
     except TypeError as exc:
         raise TypeError(f"factory {factory!r} rejected kwargs {kwargs or {}!r}: {exc}") from None
     if not isinstance(model, nn.Module):
