@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
+from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
@@ -231,27 +232,24 @@ def run_retrain_tune(
 
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, setup=setup), dict(resources))
     path = os.path.join(storage, name)
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        asha = (
-            ASHAScheduler(time_attr="epoch", max_t=setup.epochs, grace_period=min(grace_period, setup.epochs))
-            if scheduler == "asha"
-            else None
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"rank": tune.grid_search(list(range(len(setup.archs))))},
-            tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=asha),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            ),
-        )
-    grid = tuner.fit()
+    asha = (
+        ASHAScheduler(time_attr="epoch", max_t=setup.epochs, grace_period=min(grace_period, setup.epochs))
+        if scheduler == "asha"
+        else None
+    )
+    grid = run_or_restore(
+        trainable,
+        param_space={"rank": tune.grid_search(list(range(len(setup.archs))))},
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=asha),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+        restore=path if resume else None,
+    )
     rows = []
     for result in grid:
         rank = int(result.config["rank"])

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from raynas._io import write_atomic, write_json_atomic
+from raynas._tune import run_or_restore
 from raynas.nas.space import to_decisions, to_exported
 from raynas.train.evaluate import WeightSharingEvaluator
 from searchers.space import parse_search_space
@@ -224,21 +225,18 @@ def run_search_tune(
         tune.with_parameters(_search_trial, weights=weights_ref, setup=setup), dict(resources)
     )
     path = os.path.join(storage, name)
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
-                num_samples=num_samples,
-                metric=metric,
-                mode=mode,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
-        )
-    grid = tuner.fit()
+    grid = run_or_restore(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            num_samples=num_samples,
+            metric=metric,
+            mode=mode,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
+        restore=path if resume else None,
+    )
     rows = []
     for result in grid:
         metrics = result.metrics or {}

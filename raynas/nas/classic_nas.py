@@ -37,6 +37,7 @@ import torch
 from torch import nn
 
 from raynas._io import read_json, write_json_atomic
+from raynas._tune import run_or_restore
 from raynas.nas import trial as _trial
 from raynas.nas.mutator import Mutator
 from raynas.nas.space import generate_search_space, to_decisions
@@ -458,12 +459,9 @@ def run_classic_nas(
             f"searcher must be an import path 'module:Class', a searchers.Tuner or a Tune Searcher, got {searcher!r}"
         )
     trainable = _trainable(script, script_args, trial_dir, metric, space, float(cpus_per_trial), float(gpus_per_trial))
-    if restore is not None:
-        return tune.Tuner.restore(str(restore), trainable, resume_errored=True).fit()
-
     if isinstance(search_alg, TunerSearcher):
         search_alg.parameter_id_key = PARAMETER_ID_KEY  # NNI's sequence id, for nni.get_sequence_id()
-    tuner = tune.Tuner(
+    return run_or_restore(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
@@ -480,8 +478,8 @@ def run_classic_nas(
             verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
+        restore=None if restore is None else str(restore),  # checked restorable above
     )
-    return tuner.fit()
 
 
 def result_rows(
