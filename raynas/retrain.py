@@ -24,6 +24,7 @@ from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
+from raynas.train.step import build_optimizer
 
 __all__ = ["RETRAIN_COLUMNS", "AshaRule", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
 
@@ -125,10 +126,8 @@ def train_fixed(
     train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
     steps = max(1, len(train) // setup.batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
-    if setup.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=setup.lr, momentum=0.9, weight_decay=setup.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=setup.lr, weight_decay=setup.weight_decay)
+    # retraining's own settings: SGD momentum 0.9, no Nesterov
+    opt = build_optimizer(params, optimizer=setup.optimizer, lr=setup.lr, weight_decay=setup.weight_decay, momentum=0.9)
     total = steps * setup.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     start_epoch, wall = 0, 0.0
