@@ -43,16 +43,11 @@ def build_model(factory: str, kwargs: dict | None = None) -> Any:
     """Build a model from ``"module:factory"`` and keyword arguments, with errors that say why."""
     from torch import nn
 
-    from raynas.nas.space import load_factory
+    from raynas.train.resolve import resolve_factory
 
-    fn = load_factory(factory)
-    if not callable(fn):
-        raise TypeError(f"factory {factory!r} is a {type(fn).__name__}, not a callable")
-    from raynas.nas.utils import mutable_counting_scope
-
+    build = resolve_factory(factory, kwargs)  # NNI's counter keys, as every raynas process builds them
     try:
-        with mutable_counting_scope():  # NNI's counter keys, as every raynas process builds them
-            model = fn(**(kwargs or {}))
+        model = build()
     except TypeError as exc:
         raise TypeError(f"factory {factory!r} rejected kwargs {kwargs or {}!r}: {exc}") from None
     if not isinstance(model, nn.Module):
@@ -169,21 +164,16 @@ def _read_archs(path: str, space: Any) -> list[dict]:
     ``space`` is the experiment's model: besides its keys, an unkeyed mutable's module path and
     NNI's counter key (``InputChoice10``, as NNI's exported files write it) name it too.
     """
+    from raynas._io import read_json
     from raynas.nas.fixed import load_architecture
     from raynas.nas.space import to_exported
     from searchers.space import SearchSpaceError
 
-    try:
-        with open(path) as f:
-            data = json.load(f)
-    except FileNotFoundError:
-        raise FileNotFoundError(f"architecture file {path!r} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"architecture file {path!r} is not valid JSON: {exc.msg} at line {exc.lineno}") from None
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list) or not data:
-        raise ValueError(f"architecture file {path!r} must hold a JSON list of architectures (or one object)")
+    rule = "a JSON list of architectures (or one object)"
+    data = read_json(path, what="architecture", expect=(list, dict), expect_text=rule)
+    data = [data] if isinstance(data, dict) else data
+    if not data:
+        raise ValueError(f"architecture file {path!r} must hold {rule}, got an empty list")
     archs = []
     for i, arch in enumerate(data):
         try:

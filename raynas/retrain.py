@@ -20,9 +20,11 @@ import torch
 from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
+from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
+from raynas.train.step import build_optimizer
 
 __all__ = ["RETRAIN_COLUMNS", "AshaRule", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
 
@@ -124,10 +126,8 @@ def train_fixed(
     train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
     steps = max(1, len(train) // setup.batch_size)
     params = [p for p in model.parameters() if p.requires_grad]
-    if setup.optimizer == "sgd":
-        opt: torch.optim.Optimizer = torch.optim.SGD(params, lr=setup.lr, momentum=0.9, weight_decay=setup.weight_decay)
-    else:
-        opt = torch.optim.Adam(params, lr=setup.lr, weight_decay=setup.weight_decay)
+    # retraining's own settings: SGD momentum 0.9, no Nesterov
+    opt = build_optimizer(params, optimizer=setup.optimizer, lr=setup.lr, weight_decay=setup.weight_decay, momentum=0.9)
     total = steps * setup.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
     start_epoch, wall = 0, 0.0
@@ -231,27 +231,24 @@ def run_retrain_tune(
 
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, setup=setup), dict(resources))
     path = os.path.join(storage, name)
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        asha = (
-            ASHAScheduler(time_attr="epoch", max_t=setup.epochs, grace_period=min(grace_period, setup.epochs))
-            if scheduler == "asha"
-            else None
-        )
-        tuner = tune.Tuner(
-            trainable,
-            param_space={"rank": tune.grid_search(list(range(len(setup.archs))))},
-            tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=asha),
-            run_config=tune.RunConfig(
-                name=name,
-                storage_path=storage,
-                verbose=0,
-                failure_config=tune.FailureConfig(max_failures=max_failures),
-                checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
-            ),
-        )
-    grid = tuner.fit()
+    asha = (
+        ASHAScheduler(time_attr="epoch", max_t=setup.epochs, grace_period=min(grace_period, setup.epochs))
+        if scheduler == "asha"
+        else None
+    )
+    grid = run_or_restore(
+        trainable,
+        param_space={"rank": tune.grid_search(list(range(len(setup.archs))))},
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, scheduler=asha),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+        ),
+        restore=path if resume else None,
+    )
     rows = []
     for result in grid:
         rank = int(result.config["rank"])

@@ -9,7 +9,6 @@ one trial to the next.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import time
@@ -19,8 +18,8 @@ from typing import Any
 import torch
 
 from raynas._io import write_atomic, write_json_atomic
-from raynas.nas.space import load_factory, to_decisions, to_exported
-from raynas.nas.utils import ScopedFactory
+from raynas._tune import run_or_restore
+from raynas.nas.space import to_decisions, to_exported
 from raynas.train.evaluate import WeightSharingEvaluator
 from searchers.space import parse_search_space
 
@@ -226,21 +225,18 @@ def run_search_tune(
         tune.with_parameters(_search_trial, weights=weights_ref, setup=setup), dict(resources)
     )
     path = os.path.join(storage, name)
-    if resume and tune.Tuner.can_restore(path):
-        tuner = tune.Tuner.restore(path, trainable=trainable, resume_unfinished=True, resume_errored=True)
-    else:
-        tuner = tune.Tuner(
-            trainable,
-            tune_config=tune.TuneConfig(
-                search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
-                num_samples=num_samples,
-                metric=metric,
-                mode=mode,
-                reuse_actors=True,
-            ),
-            run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
-        )
-    grid = tuner.fit()
+    grid = run_or_restore(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=ConcurrencyLimiter(searcher, max_concurrent=max_concurrent),
+            num_samples=num_samples,
+            metric=metric,
+            mode=mode,
+            reuse_actors=True,
+        ),
+        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
+        restore=path if resume else None,
+    )
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -291,22 +287,3 @@ def run_search_local(
         if len(rows) % 10 == 0:
             log(f"search: {len(rows)}/{num_samples} architectures scored")
     return rows
-
-
-def data_factory(name: str, kwargs: Mapping[str, Any]) -> Callable:
-    """A zero-argument data function: a built-in's ``load_data`` or ``MODULE:FUNCTION``."""
-    if ":" in name:
-        fn = load_factory(name)
-    else:
-        from raynas.zoo import builtin
-
-        fn = builtin(name).load_data
-    return functools.partial(fn, **kwargs) if kwargs else fn
-
-
-def model_factory(spec: str, kwargs: Mapping[str, Any]) -> Callable:
-    """A zero-argument model factory from ``MODULE:FACTORY`` and keyword arguments."""
-    fn = load_factory(spec)
-    if not callable(fn):
-        raise TypeError(f"model.factory {spec!r} is a {type(fn).__name__}, not a callable")
-    return ScopedFactory(functools.partial(fn, **kwargs) if kwargs else fn)  # the same keys in every process

@@ -17,7 +17,6 @@ for ``Tuner.restore``.
 from __future__ import annotations
 
 import copy
-import importlib
 import inspect
 import json
 import logging
@@ -32,6 +31,7 @@ from ray.tune.search.sample import Domain
 
 from searchers.base import CallLog, NoMoreTrialError, Tuner, calls_without_argument
 from searchers.errors import RaynasError
+from searchers.imports import import_object
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
@@ -478,32 +478,16 @@ def from_tune_config(config: Mapping[str, Any], search_space: Mapping[str, Any])
 # -- loading by import path --------------------------------------------------------------------
 
 
-def _import_object(path: str) -> Any:
-    if not isinstance(path, str) or path.count(":") != 1 or not all(path.split(":")):
-        raise SearcherLoadError(f"a searcher path is 'package.module:Name', got {path!r}")
-    module_name, attr = path.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as err:
-        raise SearcherLoadError(f"cannot import module {module_name!r} for searcher {path!r}: {err}") from err
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            names = [
-                n
-                for n, v in vars(module).items()
-                if isinstance(v, type)
-                and issubclass(v, (Tuner, Searcher))
-                and not inspect.isabstract(v)
-                and not n.startswith("_")
-                and v is not Searcher
-            ]
-            raise SearcherLoadError(
-                f"module {module_name!r} has no {attr!r} "
-                f"(tuners and searchers there: {', '.join(sorted(names)) or 'none'})"
-            )
-        obj = getattr(obj, part)
-    return obj
+def _searcher_classes(module: Any) -> list[str]:
+    return [
+        n
+        for n, v in vars(module).items()
+        if isinstance(v, type)
+        and issubclass(v, (Tuner, Searcher))
+        and not inspect.isabstract(v)
+        and not n.startswith("_")
+        and v is not Searcher
+    ]
 
 
 def _accepts(cls: type, name: str) -> bool:
@@ -548,7 +532,13 @@ def load_searcher(
             kind (the message says what was found).
     """
     _check_mode(mode)
-    obj = _import_object(path)
+    obj = import_object(
+        path,
+        what="searcher",
+        error=SearcherLoadError,
+        offers=_searcher_classes,
+        offers_label="tuners and searchers there",
+    )
     if seed is not None and isinstance(obj, type) and _accepts(obj, "seed"):
         kwargs["seed"] = seed
     if isinstance(obj, type) and issubclass(obj, Tuner):

@@ -13,11 +13,11 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import yaml
 
+from raynas._io import read_yaml
 from raynas.train.config import ConfigError, SupernetConfig
 
 __all__ = [
@@ -309,20 +309,9 @@ def _apply_override(data: dict, parts: Sequence[str], value: Any, text: str) -> 
 
 
 def _read_yaml(path: str | os.PathLike) -> dict:
-    p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"config file {str(p)!r} does not exist")
-    try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"config file {str(p)!r} is not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"config file {str(p)!r} must hold a mapping of sections, got {type(data).__name__}")
-    return data
+    return read_yaml(
+        path, what="config", expect_text="a mapping of sections", error=ConfigError, missing_error=ConfigError
+    )
 
 
 def load_config(path: str | os.PathLike | None = None, overrides: Sequence[str] = ()) -> ExperimentConfig:

@@ -13,7 +13,7 @@ from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomi
 from raynas.experiment.config import ConfigError, ExperimentConfig, build_config, load_config
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
 from raynas.retrain import RETRAIN_COLUMNS
-from raynas.search import SEARCH_COLUMNS, data_factory, model_factory
+from raynas.search import SEARCH_COLUMNS
 from searchers.errors import RaynasError
 
 __all__ = [
@@ -71,7 +71,10 @@ class Experiment:
         self.dir = xdir
         self.log = log
         self.resumed = resumed
-        self.model_factory = model_factory(config.model.factory, config.model.kwargs)
+        from raynas.train.data import data_factory
+        from raynas.train.resolve import resolve_factory
+
+        self.model_factory = resolve_factory(config.model.factory, config.model.kwargs)
         self.data_factory = data_factory(config.data.name, config.data.kwargs)
         self.space = self._check_model()
 

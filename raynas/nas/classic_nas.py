@@ -22,7 +22,6 @@ This module holds both halves of the workflow:
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -37,7 +36,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from raynas._io import write_json_atomic
+from raynas._io import read_json, write_json_atomic
+from raynas._tune import run_or_restore
 from raynas.nas import trial as _trial
 from raynas.nas.mutator import Mutator
 from raynas.nas.space import generate_search_space, to_decisions
@@ -198,17 +198,7 @@ def load_search_space(source: str | os.PathLike | Mapping[str, Any]) -> dict:
     if isinstance(source, Mapping):
         data = dict(source)
     else:
-        path = Path(source)
-        if not path.is_file():
-            raise FileNotFoundError(f"search space file {str(path)!r} does not exist")
-        try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ClassicNASError(
-                f"search space file {str(path)!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
-            ) from None
-        if not isinstance(data, dict):
-            raise ClassicNASError(f"search space file {str(path)!r} must hold a JSON object, got {type(data).__name__}")
+        data = read_json(source, what="search space", error=ClassicNASError)
     return {k: c.spec() for k, c in sorted(parse_search_space(data).items())}
 
 
@@ -469,12 +459,9 @@ def run_classic_nas(
             f"searcher must be an import path 'module:Class', a searchers.Tuner or a Tune Searcher, got {searcher!r}"
         )
     trainable = _trainable(script, script_args, trial_dir, metric, space, float(cpus_per_trial), float(gpus_per_trial))
-    if restore is not None:
-        return tune.Tuner.restore(str(restore), trainable, resume_errored=True).fit()
-
     if isinstance(search_alg, TunerSearcher):
         search_alg.parameter_id_key = PARAMETER_ID_KEY  # NNI's sequence id, for nni.get_sequence_id()
-    tuner = tune.Tuner(
+    return run_or_restore(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=search_alg,
@@ -491,8 +478,8 @@ def run_classic_nas(
             verbose=verbose,
             failure_config=tune.FailureConfig(max_failures=max_failures),
         ),
+        restore=None if restore is None else str(restore),  # checked restorable above
     )
-    return tuner.fit()
 
 
 def result_rows(

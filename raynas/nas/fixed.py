@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
+from raynas._io import read_json
 from raynas.nas.mutables import LayerChoice
 from raynas.nas.mutator import Mutator, MutatorBindingError, bound_mutator, parse_model
 from raynas.nas.space import model_choices, to_decisions, to_exported
@@ -59,17 +58,7 @@ def load_architecture(arch: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
         return dict(arch)
     if not isinstance(arch, (str, os.PathLike)):
         raise TypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
-    path = Path(arch)
-    if not path.is_file():
-        raise FileNotFoundError(f"architecture file {str(path)!r} does not exist")
-    try:
-        data = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"architecture file {str(path)!r} is not valid JSON: {exc}") from None
-    if not isinstance(data, Mapping):
-        raise ValueError(
-            f"architecture file {str(path)!r} must hold a JSON object of key -> choice, got {type(data).__name__}"
-        )
+    data = read_json(arch, what="architecture", expect=Mapping, expect_text="a JSON object of key -> choice")
     return dict(data)
 
 

@@ -6,7 +6,6 @@ The torch-free format lives in :mod:`searchers.space`; this module connects it t
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice
 from raynas.nas.parse import parsed_of
+from searchers.imports import import_object
 from searchers.space import (
     INPUT_CHOICE,
     LAYER_CHOICE,
@@ -130,26 +130,9 @@ def to_exported(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.M
 
 
 def load_factory(spec: str) -> Any:
-    """Import ``"package.module:attribute"`` and return the attribute.
+    """Import ``"package.module:attribute"`` and return the attribute (see :func:`searchers.imports.import_object`).
 
     Raises:
         ValueError: the spec is not of the form ``MODULE:NAME``, or the module or name is missing.
     """
-    if not isinstance(spec, str) or spec.count(":") != 1 or not all(spec.split(":")):
-        raise ValueError(f"a factory must be written 'package.module:name', got {spec!r}")
-    module_name, attr = spec.split(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ValueError(f"cannot import module {module_name!r} of factory {spec!r}: {exc}") from None
-    try:
-        return getattr(module, attr)
-    except AttributeError:
-        public = sorted(
-            n
-            for n, v in vars(module).items()
-            if not n.startswith("_") and callable(v) and getattr(v, "__module__", None) == module_name
-        )
-        raise ValueError(
-            f"module {module_name!r} has no attribute {attr!r} (factory {spec!r}); it has: {', '.join(public)}"
-        ) from None
+    return import_object(spec, what="factory")

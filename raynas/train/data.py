@@ -15,6 +15,7 @@ architecture), each sharded the same way (:class:`ReplicaShards`).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping
 from typing import Any
 
@@ -28,6 +29,7 @@ from raynas.train.config import ConfigError, SupernetConfig
 __all__ = [
     "Batches",
     "ReplicaShards",
+    "data_factory",
     "resolve_data",
     "steps_per_epoch",
     "to_device",
@@ -37,17 +39,39 @@ __all__ = [
 ]
 
 
-def resolve_data(data: Any) -> Mapping[str, Dataset]:
-    """The data splits: a mapping, or a callable / ``"module:function"`` returning one.
+def data_factory(data: Any, kwargs: Mapping[str, Any] | None = None) -> Any:
+    """Where the data comes from, as what travels to replicas and trials (read by :func:`resolve_data`).
+
+    Args:
+        data: a mapping of split -> dataset (returned as is), a callable returning one,
+            ``"package.module:function"``, or a built-in's name (its ``load_data``).
+        kwargs: keyword arguments bound to the function (a picklable partial).
+
+    Raises:
+        ValueError: an unknown built-in, or a string that does not import.
+    """
+    if isinstance(data, str):
+        if ":" in data:
+            from raynas.nas.space import load_factory
+
+            data = load_factory(data)
+        else:
+            from raynas.zoo import builtin
+
+            data = builtin(data).load_data
+    if kwargs and callable(data) and not isinstance(data, Mapping):
+        data = functools.partial(data, **kwargs)
+    return data
+
+
+def resolve_data(data: Any, kwargs: Mapping[str, Any] | None = None) -> Mapping[str, Dataset]:
+    """The one way to the data splits: anything :func:`data_factory` takes, called when it is a function.
 
     Raises:
         KeyError: the splits have no ``train`` entry.
         TypeError: the data is neither a mapping nor something that returns one.
     """
-    if isinstance(data, str):
-        from raynas.nas.space import load_factory
-
-        data = load_factory(data)
+    data = data_factory(data, kwargs)
     if callable(data) and not isinstance(data, Mapping):
         data = data()
     if not isinstance(data, Mapping):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import functools
+from collections.abc import Callable, Mapping
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,18 +27,22 @@ def resolve_device(config: SupernetConfig) -> torch.device:
     return torch.device("cpu")
 
 
-def resolve_factory(factory: Callable[[], nn.Module] | str) -> Callable[[], nn.Module]:
-    """A model factory: a zero-argument callable, or ``"package.module:function"``.
+def resolve_factory(
+    factory: Callable[..., nn.Module] | str, kwargs: Mapping[str, Any] | None = None
+) -> Callable[[], nn.Module]:
+    """The one way to a model factory: a callable or ``"package.module:function"``, with keyword arguments.
+
+    Always a :class:`raynas.nas.utils.ScopedFactory`, so that unkeyed mutables get the same keys in every
+    process; picklable when the function is (a module function, with ``kwargs`` bound by a partial).
 
     Raises:
+        ValueError: a string that does not import (see :func:`raynas.nas.space.load_factory`).
         TypeError: the factory is not callable.
     """
-    if isinstance(factory, str):
-        from raynas.nas.space import load_factory
-
-        factory = load_factory(factory)
-    if not callable(factory):
-        raise TypeError(f"a model factory must be callable or 'module:function', got {type(factory).__name__}")
+    from raynas.nas.space import load_factory
     from raynas.nas.utils import ScopedFactory
 
-    return ScopedFactory(factory)  # the same mutable keys in every process
+    fn = load_factory(factory) if isinstance(factory, str) else factory
+    if not callable(fn):
+        raise TypeError(f"model factory {factory!r} is a {type(fn).__name__}, not a callable")
+    return ScopedFactory(functools.partial(fn, **kwargs) if kwargs else fn)  # the same keys in every process

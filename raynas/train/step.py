@@ -34,17 +34,30 @@ def lr_at(config: SupernetConfig, epoch_progress: float) -> float:
     return config.lr * 0.5 * (1.0 + math.cos(math.pi * t))
 
 
-def build_optimizer(params: Any, config: SupernetConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, Nesterov, weight decay) or Adam, as the config says."""
-    if config.optimizer == "sgd":
+def build_optimizer(
+    params: Any,
+    *,
+    optimizer: str,
+    lr: float,
+    weight_decay: float = 0.0,
+    momentum: float = 0.9,
+    nesterov: bool = False,
+) -> torch.optim.Optimizer:
+    """SGD (momentum, Nesterov, weight decay) or Adam: the one optimizer builder of supernet training and retraining.
+
+    Args:
+        params: the parameters to optimise.
+        optimizer: ``sgd`` or ``adam``.
+        lr: the (initial) learning rate.
+        weight_decay: L2 weight decay.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum (only with ``momentum > 0``).
+    """
+    if optimizer == "sgd":
         return torch.optim.SGD(
-            params,
-            lr=config.lr,
-            momentum=config.momentum,
-            nesterov=config.nesterov and config.momentum > 0,
-            weight_decay=config.weight_decay,
+            params, lr=lr, momentum=momentum, nesterov=nesterov and momentum > 0, weight_decay=weight_decay
         )
-    return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
+    return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
 
 
 def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
@@ -77,7 +90,14 @@ class WeightStep:
         self.config = config
         self.device = device
         self.criterion = criterion
-        self.optimizer = build_optimizer(model.parameters(), config)
+        self.optimizer = build_optimizer(
+            model.parameters(),
+            optimizer=config.optimizer,
+            lr=config.lr,
+            weight_decay=config.weight_decay,
+            momentum=config.momentum,
+            nesterov=config.nesterov,
+        )
         self.scaler: Any = torch.amp.GradScaler("cuda") if config.precision == "fp16" else None
         self.params = [p for p in model.parameters() if p.requires_grad]
 

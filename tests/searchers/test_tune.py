@@ -337,9 +337,9 @@ def test_load_searcher_gives_tune_searchers_the_converted_space(user_module, nam
 @pytest.mark.parametrize(
     "path, match",
     [
-        ("no_colon", r"'package.module:Name', got 'no_colon'"),
+        ("no_colon", r"'package.module:name', got 'no_colon'"),
         ("no_such_module_xyz:Thing", r"cannot import module 'no_such_module_xyz'"),
-        ("searchers.random:Nope", r"has no 'Nope' \(tuners and searchers there: RandomTuner\)"),
+        ("searchers.random:Nope", r"has no attribute 'Nope' .*; tuners and searchers there: RandomTuner"),
         ("searchers.space:parse_search_space", r"found function"),
         ("{mod}:not_a_class", r"found int 3"),
         ("json:JSONDecoder", r"found class json.decoder.JSONDecoder"),
