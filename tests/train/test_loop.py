@@ -64,7 +64,7 @@ class _ScriptedMutator(Mutator):
     def sample_search(self):
         step = self.steps = getattr(self, "steps", -1) + 1
         out = {}
-        for i, (key, mutable) in enumerate(self.choices.items()):
+        for i, (key, mutable) in enumerate(self.choice_mutables.items()):
             if isinstance(mutable, LayerChoice):
                 out[key] = torch.arange(mutable.length) == (step + i) % mutable.length
             else:
@@ -90,7 +90,7 @@ def test_unchosen_candidates_are_not_updated(small_data):
         mutator_factory=_scripted,
     )
     replica.setup()
-    layers = {k: m for k, m in replica.mutator.choices.items() if isinstance(m, LayerChoice)}
+    layers = {k: m for k, m in replica.mutator.choice_mutables.items() if isinstance(m, LayerChoice)}
     assert len(layers) == 4 and {m.length for m in layers.values()} == {6}
 
     def states():
