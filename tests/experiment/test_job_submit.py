@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 
 BIN = Path(sys.executable).parent
 #: how long each wait may take; together well inside the 600 s per-test timeout
-HEAD_S, SUBMIT_S, JOB_S = 90, 60, 330  # (+ one 30 s status probe, teardown)
+HEAD_S, SUBMIT_S, JOB_S = 90, 120, 330  # (+ one 30 s status probe, teardown)
 
 
 @pytest.fixture
@@ -27,10 +27,15 @@ def head(tmp_path):
     """A Ray head in its own temp dir, ports and process group; ended by that group's id."""
     temp = Path("/tmp") / f"rn{os.getpid()}"  # Ray's socket paths must stay short
     port, dashboard = free_port(), free_port()
+    # the job agent's ports too: another Ray on this machine (a test's ray.init) may hold the defaults,
+    # and the job server then answers "No available agent to submit job" until the test times out
+    agent_ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                   f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
     log = open(tmp_path / "head.log", "w")
     proc = subprocess.Popen(
         [str(BIN / "ray"), "start", "--head", "--block", f"--temp-dir={temp}", f"--port={port}",
-         f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true"],
+         f"--dashboard-port={dashboard}", "--dashboard-host=127.0.0.1", "--num-cpus=2", "--include-dashboard=true",
+         *agent_ports],
         stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True,
     )
     address = f"http://127.0.0.1:{dashboard}"
@@ -68,7 +73,11 @@ def test_job_submit_runs_the_search_on_the_cluster(head, tmp_path):
         submitted.append(result)
         return result.returncode == 0
 
-    wait_for(submit, SUBMIT_S, "the job to be accepted")
+    try:
+        wait_for(submit, SUBMIT_S, "the job to be accepted")
+    except AssertionError:
+        last = submitted[-1] if submitted else None
+        raise AssertionError(f"the job was not accepted: {last and (last.stdout + last.stderr)[-2000:]}") from None
 
     def status() -> str:
         probe = subprocess.run(
