@@ -62,7 +62,7 @@ def _relu_conv_bn(c_in: int, c_out: int, k: int, stride: int = 1) -> nn.Sequenti
     )
 
 
-class _FactorizedReduce(nn.Module):
+class FactorizedReduce(nn.Module):
     """Halve the resolution with two offset 1x1 convolutions of stride 2 (even sizes only)."""
 
     def __init__(self, c_in: int, c_out: int):
@@ -82,7 +82,7 @@ class _FactorizedReduce(nn.Module):
 def _darts_ops(c: int, stride: int) -> OrderedDict:
     return OrderedDict(
         maxpool=nn.MaxPool2d(3, stride, 1),
-        skipconnect=nn.Identity() if stride == 1 else _FactorizedReduce(c, c),
+        skipconnect=nn.Identity() if stride == 1 else FactorizedReduce(c, c),
         conv3x3=_relu_conv_bn(c, c, 3, stride),
     )
 
@@ -106,7 +106,7 @@ class DartsNode(MutableScope):
 class DartsCell(nn.Module):
     def __init__(self, index: int, c_pp: int, c_p: int, c: int, *, reduction: bool, reduction_prev: bool, nodes: int):
         super().__init__()
-        self.preproc0 = _FactorizedReduce(c_pp, c) if reduction_prev else _relu_conv_bn(c_pp, c, 1)
+        self.preproc0 = FactorizedReduce(c_pp, c) if reduction_prev else _relu_conv_bn(c_pp, c, 1)
         self.preproc1 = _relu_conv_bn(c_p, c, 1)
         self.nodes = nn.ModuleList(DartsNode(f"cell{index}_node{i}", 2 + i, c, reduction) for i in range(nodes))
 
@@ -221,8 +221,8 @@ class EnasMicroNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, padding=1, bias=False), nn.BatchNorm2d(channels))
         self.normal = EnasLayer(nodes, channels, reduction=False)
-        self.reduce0 = _FactorizedReduce(channels, channels)
-        self.reduce1 = _FactorizedReduce(channels, channels)
+        self.reduce0 = FactorizedReduce(channels, channels)
+        self.reduce1 = FactorizedReduce(channels, channels)
         self.reduction = EnasLayer(nodes, channels, reduction=True)
         self.head = nn.Linear(channels, classes)
 

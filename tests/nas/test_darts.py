@@ -29,6 +29,7 @@ from raynas.nas.darts import DartsConfigError
 from raynas.nas.utils import mutable_counting_scope
 from raynas.train.reports import parameter_digest
 from raynas.zoo.mnist1d import build_supernet, load_data
+from tests.models import FactorizedReduce as HalfRes
 
 
 @pytest.fixture(autouse=True)
@@ -187,20 +188,6 @@ class ConvBn(nn.Sequential):
             layers.append(nn.Conv2d(c_in, c_out, k, stride, pad, dilation=dilation, bias=False))
         layers.append(nn.BatchNorm2d(c_out, affine=False))
         super().__init__(*layers)
-
-
-class HalfRes(nn.Module):
-    """Halve the resolution with two offset stride-2 1x1 convs (DARTS' factorized reduce)."""
-
-    def __init__(self, c_in: int, c_out: int):
-        super().__init__()
-        self.a = nn.Conv2d(c_in, c_out // 2, 1, 2, bias=False)
-        self.b = nn.Conv2d(c_in, c_out - c_out // 2, 1, 2, bias=False)
-        self.bn = nn.BatchNorm2d(c_out, affine=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.relu(x)
-        return self.bn(torch.cat([self.a(x), self.b(F.pad(x, (0, 1, 0, 1))[:, :, 1:, 1:])], dim=1))
 
 
 def edge_ops(c: int, stride: int, full: bool) -> OrderedDict:

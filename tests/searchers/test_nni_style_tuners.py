@@ -11,7 +11,6 @@ import glob
 import json
 import logging
 import os
-import signal
 
 import numpy as np
 import pytest
@@ -21,6 +20,7 @@ from ray.tune.search import ConcurrencyLimiter
 from searchers import CallLog, CheckpointError, NoMoreTrialError, Tuner, parse_search_space
 from searchers.testing import TunerConformance, check_parameters, mnist1d_search_space, synthetic_objective
 from searchers.tune import TunerSearcher, load_searcher
+from tests.searchers.test_tune_runs import InterruptOnce
 
 MNIST1D = mnist1d_search_space()
 _FIXED = {"op0": "conv3", "op1": "conv5", "op2": "identity", "op3": "conv7", "skip1": [], "skip2": ["op0"]}
@@ -203,19 +203,6 @@ def test_a_tuner_with_only_generate_multiple_parameters_runs():
 
 def counting_trainable(config):
     tune.report({"score": 100.0 + config["arch"]["n"]["_idx"]})
-
-
-class InterruptOnce(tune.Callback):
-    """Sends SIGINT (as Ctrl+C does) after ``after`` completed trials, once per flag file."""
-
-    def __init__(self, flag: str, after: int) -> None:
-        self.flag, self.after, self.completed = flag, after, 0
-
-    def on_trial_complete(self, iteration, trials, trial, **info):
-        self.completed += 1
-        if self.completed >= self.after and os.path.exists(self.flag):
-            os.remove(self.flag)
-            os.kill(os.getpid(), signal.SIGINT)
 
 
 def _searcher_state(experiment_dir) -> dict:
