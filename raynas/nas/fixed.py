@@ -90,9 +90,9 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
             f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
             "(call .detach() on it, or fix a fresh model)"
         )
-    parsed = parse_model(model)
-    choices = model_choices(model)
-    decisions = to_decisions(arch, model)
+    parsed = parse_model(model)  # once: the choices, the decisions and the pruning all read it
+    choices = model_choices(parsed)
+    decisions = to_decisions(arch, parsed)
     key_of = {id(m): k for k, _p, m in parsed.instances}
     replaced: dict[str, str] = {}
 

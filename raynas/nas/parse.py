@@ -226,8 +226,10 @@ def parsed_of(source: Any) -> ParsedModel:
     """What parsing found for a model, or for the model a mutator is bound to (its ``parsed``).
 
     Args:
-        source: a model (parsed now) or anything whose ``parsed`` is a :class:`ParsedModel`
-            (a mutator; it keeps the parse it bound with).
+        source: a model (parsed now), a :class:`ParsedModel` (returned as is), or anything whose
+            ``parsed`` is one (a mutator; it keeps the parse it bound with).
     """
+    if isinstance(source, ParsedModel):
+        return source
     parsed = getattr(source, "parsed", None)
     return parsed if isinstance(parsed, ParsedModel) else parse_model(source)

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice
-from raynas.nas.parse import parsed_of
+from raynas.nas.parse import ParsedModel, parsed_of
 from searchers.imports import import_object
 from searchers.space import (
     INPUT_CHOICE,
@@ -44,8 +44,8 @@ def _choice_of(key: str, mutable: LayerChoice | InputChoice) -> Choice:
     return Choice(key=key, type=INPUT_CHOICE, candidates=tuple(mutable.choose_from), n_chosen=mutable.n_chosen)
 
 
-def model_choices(model: nn.Module) -> dict[str, Choice]:
-    """``{key: Choice}`` (sorted by key) of a model, or of the model a mutator is bound to."""
+def model_choices(model: nn.Module | ParsedModel) -> dict[str, Choice]:
+    """``{key: Choice}`` (sorted by key) of a model, of the model a mutator is bound to, or of a parse."""
     parsed = parsed_of(model)
     return {k: _choice_of(k, parsed.choices[k]) for k in sorted(parsed.choices)}
 
@@ -69,24 +69,21 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def _space(space: Mapping[str, Any] | nn.Module) -> dict[str, Choice]:
-    if isinstance(space, nn.Module):  # a mutator too
-        return model_choices(space)
-    return parse_search_space(space)
-
-
-def _plain_arch(architecture: Any, space: Mapping[str, Any] | nn.Module) -> Any:
-    """Tensors -> lists and, against a model, alias keys (module paths, NNI counter keys) -> keys."""
-    if not isinstance(architecture, Mapping):
-        return architecture
-    plain = {k: _plain(v) for k, v in architecture.items()}
-    if isinstance(space, nn.Module):  # a mutator too
-        parsed = parsed_of(space)
+def _against(
+    architecture: Any, space: Mapping[str, Any] | nn.Module | ParsedModel
+) -> tuple[Any, dict[str, Choice]]:
+    """The architecture (tensors as lists; against a model, alias keys renamed to keys: module paths,
+    NNI counter keys) and the space's choices. A model is parsed once for both."""
+    plain = {k: _plain(v) for k, v in architecture.items()} if isinstance(architecture, Mapping) else architecture
+    if not isinstance(space, (nn.Module, ParsedModel)):  # a model or a mutator, else a search space
+        return plain, parse_search_space(space)
+    parsed = parsed_of(space)
+    if isinstance(plain, Mapping):
         try:
             plain = parsed.canonical(plain)
         except ValueError as exc:
             raise SearchSpaceError(str(exc)) from None
-    return plain
+    return plain, model_choices(parsed)
 
 
 def to_decisions(
@@ -106,8 +103,7 @@ def to_decisions(
     Raises:
         SearchSpaceError: a missing or unknown key, or a value that breaks its key's rule.
     """
-    choices = _space(space)
-    plain = _plain_arch(architecture, space)
+    plain, choices = _against(architecture, space)
     out = {}
     for key, resolved in resolve_architecture(plain, choices).items():
         if isinstance(resolved, Weights):
@@ -121,12 +117,12 @@ def to_decisions(
 
 def to_parameters(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
     """An architecture in any form (tensors too) -> the tuner form ``{key: {"_value", "_idx"}}``."""
-    return _to_parameters(_plain_arch(architecture, space), _space(space))
+    return _to_parameters(*_against(architecture, space))
 
 
 def to_exported(architecture: Mapping[str, Any], space: Mapping[str, Any] | nn.Module) -> dict:
     """An architecture in any form (tensors too) -> the readable exported form."""
-    return _to_exported(_plain_arch(architecture, space), _space(space))
+    return _to_exported(*_against(architecture, space))
 
 
 def load_factory(spec: str) -> Any:
