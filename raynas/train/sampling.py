@@ -1,9 +1,7 @@
 """What supernet training needs to set up its mutator: the seed of each replica, and the mutator a config names.
 
 The algorithms themselves live in :mod:`raynas.nas` (one module each; the registry of names is
-:data:`raynas.nas.algorithms.ALGORITHMS`); path costs in :mod:`raynas.nas.costs`. Their old names
-here (``FairMutator``, ``SposMutator``, ``PathCosts``, ``profile_costs``, ``largest_path``,
-``module_flops``) are re-exported for existing imports.
+:data:`raynas.nas.algorithms.ALGORITHMS`); path costs in :mod:`raynas.nas.costs`.
 """
 
 from __future__ import annotations
@@ -16,23 +14,10 @@ import torch
 from torch import nn
 
 from raynas.nas.algorithms import ALGORITHMS
-from raynas.nas.costs import PathCosts, largest_path, module_flops, profile_costs  # re-exported: their home moved
-from raynas.nas.fair import FairMutator  # re-exported: its home moved
 from raynas.nas.mutator import Mutator
-from raynas.nas.spos import SposMutator  # re-exported: its home moved
 from raynas.train.config import ConfigError, SupernetConfig
 
-__all__ = [
-    "PathCosts",
-    "SposMutator",
-    "FairMutator",
-    "profile_costs",
-    "largest_path",
-    "build_mutator",
-    "resolve_flops_func",
-    "mutator_seed",
-    "module_flops",
-]
+__all__ = ["build_mutator", "resolve_flops_func", "mutator_seed"]
 
 
 def mutator_seed(config: SupernetConfig, rank: int) -> int:
