@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from searchers.errors import CheckpointError
+from searchers.errors import CheckpointError, ConfigError, ConfigKeyError, ConfigTypeError
 from searchers.space import (
     Choice,
     SearchSpaceError,
@@ -66,6 +66,11 @@ class NoMoreTrialError(Exception):
 
     A driver that still has trials running should wait for their results and ask again; with
     nothing running, the search is over.
+
+    It derives from ``Exception`` only, like NNI's own (``nni.NoMoreTrialError``), and not from
+    :class:`searchers.errors.RaynasError`: it is the protocol's signal that a tuner is done, not an
+    error in the user's input. Drivers catch it by name, as NNI's dispatcher does; a handler of
+    raynas' user errors (``except RaynasError``, the CLI's one-line exit 2) must not swallow it.
     """
 
 
@@ -79,10 +84,10 @@ def check_optimize_mode(mode: Any) -> str:
         The mode.
 
     Raises:
-        ValueError: any other value (the message lists the valid ones).
+        ConfigError: any other value (the message lists the valid ones).
     """
     if mode not in OPTIMIZE_MODES:
-        raise ValueError(f"optimize_mode must be one of {', '.join(map(repr, OPTIMIZE_MODES))}, got {mode!r}")
+        raise ConfigError(f"optimize_mode must be one of {', '.join(map(repr, OPTIMIZE_MODES))}, got {mode!r}")
     return mode
 
 
@@ -96,20 +101,20 @@ def metric_value(value: Any) -> float:
         The value as a float.
 
     Raises:
-        KeyError: a mapping without ``"default"``.
-        TypeError: not a real number.
-        ValueError: NaN.
+        ConfigKeyError: a mapping without ``"default"`` (a ``KeyError`` too).
+        ConfigTypeError: not a real number (a ``TypeError`` too).
+        ConfigError: NaN.
     """
     raw = value
     if isinstance(value, Mapping):
         if "default" not in value:
-            raise KeyError(f"a metric dict must hold the value under 'default', got keys {sorted(value)!r}")
+            raise ConfigKeyError(f"a metric dict must hold the value under 'default', got keys {sorted(value)!r}")
         value = value["default"]
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"a metric value must be a real number (or a dict with 'default'), got {raw!r}")
+        raise ConfigTypeError(f"a metric value must be a real number (or a dict with 'default'), got {raw!r}")
     value = float(value)
     if math.isnan(value):
-        raise ValueError(f"a metric value must not be NaN, got {raw!r}")
+        raise ConfigError(f"a metric value must not be NaN, got {raw!r}")
     return value
 
 
@@ -135,6 +140,8 @@ class Tuner(abc.ABC):
             cls.generate_parameters is Tuner.generate_parameters
             and cls.generate_multiple_parameters is Tuner.generate_multiple_parameters
         ):
+            # a plain TypeError, as abc raises for a missing abstract method: a bug in the tuner class
+            # itself (its author's code), not a value a user passed; its traceback is what helps
             raise TypeError(
                 f"Can't instantiate tuner class {cls.__name__}: NNI's tuner protocol needs "
                 "generate_parameters (or generate_multiple_parameters)"
@@ -388,11 +395,11 @@ class ArchTuner(Tuner):
         constraint: Callable[[dict], bool] | None = None,
     ) -> None:
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, numbers.Integral)):
-            raise TypeError(f"seed must be an int or None, got {seed!r}")
+            raise ConfigTypeError(f"seed must be an int or None, got {seed!r}")
         if seed is not None and seed < 0:
-            raise ValueError(f"seed must be >= 0, got {seed!r}")
+            raise ConfigError(f"seed must be >= 0, got {seed!r}")
         if constraint is not None and not callable(constraint):
-            raise TypeError(f"constraint must be a callable(parameters) -> bool or None, got {constraint!r}")
+            raise ConfigTypeError(f"constraint must be a callable(parameters) -> bool or None, got {constraint!r}")
         self.optimize_mode = None if optimize_mode is None else check_optimize_mode(optimize_mode)
         self.seed = seed
         self.constraint = constraint
@@ -499,7 +506,7 @@ class ArchTuner(Tuner):
 
         Raises:
             SearchSpaceError: ``parameters`` do not fit the space (for a foreign id).
-            TypeError, KeyError, ValueError: ``value`` is not a number (see :func:`metric_value`).
+            ConfigError: ``value`` is not a number (see :func:`metric_value`).
         """
         self._need_space()
         score = self._score(value)
@@ -528,18 +535,20 @@ class ArchTuner(Tuner):
             data: records ``{"parameter": parameters, "value": number or {"default": number}}``.
 
         Raises:
-            KeyError: a record lacks ``"parameter"`` or ``"value"``.
-            TypeError: a record is not a mapping.
+            ConfigKeyError: a record lacks ``"parameter"`` or ``"value"`` (a ``KeyError`` too).
+            ConfigTypeError: a record is not a mapping (a ``TypeError`` too).
             SearchSpaceError: a record's parameters do not fit the space.
         """
         self._need_space()
         records = []
         for i, record in enumerate(data):
             if not isinstance(record, Mapping):
-                raise TypeError(f"import_data record {i} must be a dict with 'parameter' and 'value', got {record!r}")
+                raise ConfigTypeError(
+                    f"import_data record {i} must be a dict with 'parameter' and 'value', got {record!r}"
+                )
             missing = [k for k in ("parameter", "value") if k not in record]
             if missing:
-                raise KeyError(f"import_data record {i} lacks {missing} (keys: {sorted(record)})")
+                raise ConfigKeyError(f"import_data record {i} lacks {missing} (keys: {sorted(record)})")
             records.append((self._arch_of(record["parameter"]), self._score(record["value"])))
         for arch, score in records:
             self._seen.add(arch)
@@ -628,13 +637,13 @@ def positive_int(name: str, value: Any, *, minimum: int = 1) -> int:
     """``value`` as an int when it is an integer ``>= minimum`` (a tuner argument's check).
 
     Raises:
-        TypeError: not an integer (a bool is not one).
-        ValueError: below ``minimum`` (the message names ``name`` and the value).
+        ConfigTypeError: not an integer (a bool is not one; a ``TypeError`` too).
+        ConfigError: below ``minimum`` (the message names ``name`` and the value).
     """
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an int, got {value!r}")
+        raise ConfigTypeError(f"{name} must be an int, got {value!r}")
     if value < minimum:
-        raise ValueError(f"{name} must be >= {minimum}, got {value!r}")
+        raise ConfigError(f"{name} must be >= {minimum}, got {value!r}")
     return int(value)
 
 

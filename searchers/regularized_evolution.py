@@ -15,6 +15,7 @@ from searchers.base import (
     hashable_id,
     positive_int,
 )
+from searchers.errors import ConfigError
 from searchers.space import choice_size, neighbour_choice
 
 __all__ = ["RegularizedEvolutionTuner"]
@@ -57,7 +58,7 @@ class RegularizedEvolutionTuner(ArchTuner):
         self.population_size = positive_int("population_size", population_size)
         self.sample_size = positive_int("sample_size", sample_size)
         if self.sample_size > self.population_size:
-            raise ValueError(
+            raise ConfigError(
                 f"sample_size must be <= population_size={self.population_size}, got {self.sample_size}"
             )
         self._reset()

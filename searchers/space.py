@@ -31,7 +31,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from searchers.errors import RaynasError
+from searchers.errors import SearchSpaceError
 
 __all__ = [
     "LAYER_CHOICE",
@@ -62,10 +62,6 @@ __all__ = [
 LAYER_CHOICE = "layer_choice"
 INPUT_CHOICE = "input_choice"
 _TYPES = (LAYER_CHOICE, INPUT_CHOICE)
-
-
-class SearchSpaceError(RaynasError, ValueError):
-    """A search space, parameter set or architecture breaks a rule; the message names key and value."""
 
 
 class Selection(tuple):

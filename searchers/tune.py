@@ -30,7 +30,7 @@ from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 
 from searchers.base import CallLog, NoMoreTrialError, Tuner, calls_without_argument
-from searchers.errors import RaynasError
+from searchers.errors import CheckpointError, ConfigError, ConfigTypeError, SearcherLoadError
 from searchers.imports import import_object
 from searchers.space import (
     INPUT_CHOICE,
@@ -51,19 +51,15 @@ _COMBINATION_LIMIT = 100_000
 logger = logging.getLogger(__name__)
 
 
-class SearcherLoadError(RaynasError, ValueError):
-    """``load_searcher`` could not build a searcher from the given import path."""
-
-
 def _check_mode(mode: Any) -> str | None:
     if mode is not None and mode not in _MODES:
-        raise ValueError(f"mode must be one of 'max', 'min' or None, got {mode!r}")
+        raise ConfigError(f"mode must be one of 'max', 'min' or None, got {mode!r}")
     return mode
 
 
 def _check_metric(metric: Any) -> str | None:
     if metric is not None and not isinstance(metric, str):
-        raise TypeError(f"metric must be a str or None, got {metric!r}")
+        raise ConfigTypeError(f"metric must be a str or None, got {metric!r}")
     return metric
 
 
@@ -120,7 +116,7 @@ class TunerSearcher(Searcher):
         parameter_id_key: str | None = None,
     ) -> None:
         if not isinstance(tuner, Tuner):
-            raise TypeError(
+            raise ConfigTypeError(
                 "TunerSearcher needs a searchers.Tuner instance, "
                 f"got {type(tuner).__module__}.{type(tuner).__qualname__}"
             )
@@ -134,10 +130,10 @@ class TunerSearcher(Searcher):
         if points_to_evaluate is not None and (
             isinstance(points_to_evaluate, (str, Mapping)) or not isinstance(points_to_evaluate, Sequence)
         ):
-            raise TypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
+            raise ConfigTypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
         self._raw_points = list(points_to_evaluate or [])
         if parameter_id_key is not None and (not isinstance(parameter_id_key, str) or parameter_id_key == ARCH_KEY):
-            raise ValueError(
+            raise ConfigError(
                 f"parameter_id_key must be a str other than {ARCH_KEY!r} or None, got {parameter_id_key!r}"
             )
         self.parameter_id_key = parameter_id_key
@@ -145,7 +141,7 @@ class TunerSearcher(Searcher):
         if search_space is not None:
             self.set_search_space(search_space)
         elif self._raw_points:
-            raise ValueError("points_to_evaluate needs search_space to check them against")
+            raise ConfigError("points_to_evaluate needs search_space to check them against")
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -172,13 +168,13 @@ class TunerSearcher(Searcher):
             spaces were given), else True.
 
         Raises:
-            ValueError: ``config`` holds the search space under ``"arch"`` (pass it as
+            ConfigError: ``config`` holds the search space under ``"arch"`` (pass it as
                 ``search_space=`` instead), or ``mode`` is not ``"max"``/``"min"``.
         """
         if _has_domains(config):
             return False
         if isinstance(config, Mapping) and isinstance(config.get(ARCH_KEY), Mapping):
-            raise ValueError(
+            raise ConfigError(
                 f"param_space must not hold the architecture under {ARCH_KEY!r}: TunerSearcher suggests it; "
                 f"pass the search space as TunerSearcher(search_space=...)"
             )
@@ -200,12 +196,12 @@ class TunerSearcher(Searcher):
         """The next architecture as ``{"arch": parameters}``, ``None`` (wait) or ``FINISHED``.
 
         Raises:
-            ValueError: no search space or no metric was given.
+            ConfigError: no search space or no metric was given.
         """
         if self._space is None:
-            raise ValueError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
+            raise ConfigError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
         if self._metric is None:
-            raise ValueError(
+            raise ConfigError(
                 "TunerSearcher has no metric: pass TunerSearcher(metric=...) (Tune passes TuneConfig's "
                 "metric only when param_space is non-empty)"
             )
@@ -284,7 +280,7 @@ class TunerSearcher(Searcher):
             intermediate_values: ignored.
         """
         if self._space is None:
-            raise ValueError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
+            raise ConfigError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
         if error or pruned:
             return
         arch = parameters[ARCH_KEY] if isinstance(parameters, Mapping) and ARCH_KEY in parameters else parameters
@@ -324,19 +320,19 @@ class TunerSearcher(Searcher):
         the search space is set and the recorded calls are replayed into it.
 
         Raises:
-            ValueError: the state holds another tuner class, or a replay is asked of a searcher
+            CheckpointError: the state holds another tuner class, or a replay is asked of a searcher
                 that has already suggested trials.
             RuntimeError: a replayed call failed.
         """
         expected = f"{type(self.tuner).__module__}:{type(self.tuner).__qualname__}"
         if state.get("tuner_class") != expected:
-            raise ValueError(
+            raise CheckpointError(
                 f"searcher state holds a {state.get('tuner_class')!r} tuner, this searcher wraps {expected!r}"
             )
         replay = state["tuner"] is None
         if replay:
             if self._next_id or self._log.records:
-                raise ValueError(
+                raise CheckpointError(
                     f"restoring {type(self.tuner).__name__} (no checkpoint) replays its calls into a fresh tuner, "
                     f"but this searcher has already suggested {self._next_id} trials"
                 )
@@ -498,6 +494,24 @@ def _accepts(cls: type, name: str) -> bool:
     return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
 
 
+def _build(cls: type, path: str, kwargs: dict[str, Any]) -> Any:
+    """``cls(**kwargs)``, after checking that its constructor takes these keywords."""
+    try:
+        signature = inspect.signature(cls)
+    except (TypeError, ValueError):
+        signature = None
+    if signature is not None:
+        try:
+            signature.bind(**kwargs)
+        except TypeError as exc:
+            takes = [n for n, p in signature.parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+            raise ConfigTypeError(
+                f"keyword arguments {sorted(kwargs)} do not fit searcher {path!r}: {exc} "
+                f"(it takes: {', '.join(takes) or 'none'})"
+            ) from None
+    return cls(**kwargs)
+
+
 def load_searcher(
     path: str,
     *,
@@ -530,6 +544,9 @@ def load_searcher(
     Raises:
         SearcherLoadError: bad path, import failure, missing name, or an object that is neither
             kind (the message says what was found).
+        ConfigError: ``mode`` is not ``"max"`` or ``"min"``.
+        ConfigTypeError: ``kwargs`` do not fit the class's constructor (the message lists the
+            keywords it takes).
     """
     _check_mode(mode)
     obj = import_object(
@@ -544,12 +561,17 @@ def load_searcher(
     if isinstance(obj, type) and issubclass(obj, Tuner):
         if "optimize_mode" not in kwargs and _accepts(obj, "optimize_mode") and mode is not None:
             kwargs["optimize_mode"] = "maximize" if mode == "max" else "minimize"
-        return TunerSearcher(obj(**kwargs), search_space=search_space, metric=metric, mode=mode)
+        return TunerSearcher(_build(obj, path, kwargs), search_space=search_space, metric=metric, mode=mode)
     if isinstance(obj, type) and issubclass(obj, Searcher):
         tune_space = to_tune_space(search_space)
+        if "space" in kwargs:
+            raise ConfigError(
+                f"keyword argument 'space' of searcher {path!r} is set by raynas (the experiment's search space, "
+                f"as to_tune_space writes it); remove it, got {kwargs['space']!r}"
+            )
         if _accepts(obj, "space"):
-            return obj(space=tune_space, metric=metric, mode=mode, **kwargs)
-        searcher = obj(metric=metric, mode=mode, **kwargs)
+            return _build(obj, path, dict(kwargs, space=tune_space, metric=metric, mode=mode))
+        searcher = _build(obj, path, dict(kwargs, metric=metric, mode=mode))
         if not searcher.set_search_properties(metric, mode, tune_space):
             raise SearcherLoadError(f"searcher {path!r} did not accept the search space via set_search_properties")
         return searcher

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from searchers import NoMoreTrialError, Tuner, check_optimize_mode, metric_value
+from searchers.errors import ConfigError, ConfigKeyError, ConfigTypeError
 
 
 def test_import_searchers_loads_neither_torch_nor_ray():
@@ -19,19 +20,19 @@ def test_metric_value_forms():
     assert metric_value(3) == 3.0
     assert metric_value(0.5) == 0.5
     assert metric_value({"default": 2, "other": 9}) == 2.0
-    with pytest.raises(KeyError, match=r"'default', got keys \['acc'\]"):
+    with pytest.raises(ConfigKeyError, match=r"'default', got keys \['acc'\]"):
         metric_value({"acc": 1.0})
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ConfigTypeError, match="real number"):
         metric_value("0.5")
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ConfigTypeError, match="real number"):
         metric_value(True)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ConfigError, match="NaN"):
         metric_value(float("nan"))
 
 
 def test_optimize_mode_is_validated():
     assert check_optimize_mode("minimize") == "minimize"
-    with pytest.raises(ValueError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'max'"):
+    with pytest.raises(ConfigError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'max'"):
         check_optimize_mode("max")
 
 
@@ -177,5 +178,5 @@ def test_the_shared_helpers_are_public_and_the_old_private_names_still_import():
     assert base.hashable_id([1, [2, 3]]) == (1, (2, 3)) and base.arch_tuple(base.arch_json(((0,), (1, 2)))) == ((0,), (1, 2))
     assert evolution._positive_int is base.positive_int and space._parameter is space.choice_parameter
     assert space._choice_values is space.choice_values and base._calls_without_argument is base.calls_without_argument
-    with pytest.raises(ValueError, match="population_size must be >= 2, got 1"):
+    with pytest.raises(ConfigError, match="population_size must be >= 2, got 1"):
         base.positive_int("population_size", 1, minimum=2)
