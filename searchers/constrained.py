@@ -9,7 +9,7 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from searchers.base import positive_int
+from searchers.checks import check_callable, positive_int
 from searchers.errors import ConfigTypeError, ConstraintError
 
 __all__ = ["ConstrainedSearcher", "ConstraintError"]
@@ -35,11 +35,9 @@ class ConstrainedSearcher(Searcher):
                 f"searcher must be a ray.tune.search.Searcher (ConstrainedSearcher wraps one), "
                 f"got {type(searcher).__name__}"
             )
-        if not callable(constraint):
-            raise ConfigTypeError(f"constraint must be a callable(config) -> str | None, got {constraint!r}")
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
-        self.constraint = constraint
+        self.constraint = check_callable("constraint", constraint, signature="(config) -> str | None", optional=False)
         self.max_rejections = positive_int("max_rejections", max_rejections)
         self.rejected = 0
         self.last_reason: str | None = None
