@@ -23,6 +23,7 @@ job each:
 - ``testing``: the pytest conformance suite for tuners.
 """
 
+from searchers import space
 from searchers.arch_tuner import ArchTuner
 from searchers.base import NoMoreTrialError, Tuner
 from searchers.calllog import CallLog
@@ -37,52 +38,10 @@ from searchers.errors import (
 from searchers.evolution import EvolutionTuner
 from searchers.random import RandomTuner
 from searchers.regularized_evolution import RegularizedEvolutionTuner
-from searchers.space import (
-    INPUT_CHOICE,
-    LAYER_CHOICE,
-    Choice,
-    SearchSpaceError,
-    Selection,
-    Weights,
-    canonical_hash,
-    choice_size,
-    crossover_architectures,
-    enumerate_architectures,
-    from_index_form,
-    mutate_architecture,
-    neighbour_choice,
-    parse_search_space,
-    resolve_architecture,
-    sample_architecture,
-    sample_choice,
-    space_size,
-    to_exported,
-    to_index_form,
-    to_parameters,
-)
+from searchers.space import *  # noqa: F403  (every name of searchers.space, as its __all__ lists them)
 
 __all__ = [
-    "INPUT_CHOICE",
-    "LAYER_CHOICE",
-    "Choice",
-    "SearchSpaceError",
-    "Selection",
-    "Weights",
-    "canonical_hash",
-    "from_index_form",
-    "parse_search_space",
-    "resolve_architecture",
-    "to_exported",
-    "to_index_form",
-    "to_parameters",
-    "choice_size",
-    "space_size",
-    "sample_choice",
-    "neighbour_choice",
-    "sample_architecture",
-    "mutate_architecture",
-    "crossover_architectures",
-    "enumerate_architectures",
+    *space.__all__,
     "OPTIMIZE_MODES",
     "ArchTuner",
     "CallLog",

@@ -18,66 +18,14 @@ holds its one job:
 """
 
 from searchers.errors import SearchSpaceError
-from searchers.space.choice import (
-    CHOICE_TYPES,
-    INPUT_CHOICE,
-    LAYER_CHOICE,
-    Choice,
-    Resolved,
-    Selection,
-    Weights,
-    choice_exported,
-    choice_parameter,
-)
-from searchers.space.forms import (
-    canonical_hash,
-    from_index_form,
-    parse_search_space,
-    resolve_architecture,
-    to_exported,
-    to_index_form,
-    to_parameters,
-)
-from searchers.space.sampling import (
-    choice_size,
-    choice_values,
-    crossover_architectures,
-    enumerate_architectures,
-    mutate_architecture,
-    neighbour_choice,
-    sample_architecture,
-    sample_choice,
-    space_size,
-)
+from searchers.space import choice, forms, sampling
 
-__all__ = [
-    "LAYER_CHOICE",
-    "INPUT_CHOICE",
-    "CHOICE_TYPES",
-    "SearchSpaceError",
-    "Choice",
-    "Selection",
-    "Weights",
-    "Resolved",
-    "parse_search_space",
-    "resolve_architecture",
-    "to_parameters",
-    "to_exported",
-    "to_index_form",
-    "from_index_form",
-    "canonical_hash",
-    "choice_size",
-    "choice_parameter",
-    "choice_exported",
-    "choice_values",
-    "space_size",
-    "sample_choice",
-    "neighbour_choice",
-    "sample_architecture",
-    "mutate_architecture",
-    "crossover_architectures",
-    "enumerate_architectures",
-]
+# each module's __all__ is the one list of its public names; this package re-exports them all
+from searchers.space.choice import *  # noqa: F403
+from searchers.space.forms import *  # noqa: F403
+from searchers.space.sampling import *  # noqa: F403
+
+__all__ = ["SearchSpaceError", *choice.__all__, *forms.__all__, *sampling.__all__]
 
 # the old private names, kept for code written against earlier versions
-_parameter, _choice_values = choice_parameter, choice_values
+_parameter, _choice_values = choice.choice_parameter, sampling.choice_values
