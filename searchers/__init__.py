@@ -2,67 +2,46 @@
 
 The Ray Tune adapter lives in :mod:`searchers.tune` (imported on demand, so that ``import
 searchers`` loads neither torch nor ray); the conformance suite in :mod:`searchers.testing`.
+
+Read first: :mod:`searchers.base` (the Tuner contract), then :mod:`searchers.arch_tuner` (the base
+every shipped tuner builds on) and :mod:`searchers.random` (the smallest tuner). The modules, one
+job each:
+
+- ``errors``: every user-facing error, under ``RaynasError``;
+- ``base``: the NNI tuner protocol (``Tuner``, ``NoMoreTrialError``);
+- ``checks``: the checks of tuner and driver arguments (optimize mode, metric values, ints, seeds);
+- ``codec``: JSON forms of architectures and parameter ids in checkpoints;
+- ``signatures``: what a user's callable accepts, read from its signature;
+- ``calllog``: recording a tuner's calls and replaying them (tuners without checkpoints);
+- ``arch_tuner``: ``ArchTuner``, the shared machinery of tuners over a discrete space;
+- ``random``, ``evolution``, ``regularized_evolution``: the shipped tuners;
+- ``space``: the search-space format (``space.choice`` one key, ``space.forms`` a whole space and
+  the architecture forms, ``space.sampling`` sizes, draws and variation);
+- ``imports``: the one importer of ``"package.module:name"`` paths;
+- ``tune``: the Ray Tune adapter (``tune.searcher``, ``tune.spaces``, ``tune.loading``);
+- ``constrained``: a Tune searcher wrapper that never runs a proposal breaking a constraint;
+- ``testing``: the pytest conformance suite for tuners.
 """
 
-from searchers.base import (
-    OPTIMIZE_MODES,
-    ArchTuner,
-    CallLog,
+from searchers import space
+from searchers.arch_tuner import ArchTuner
+from searchers.base import NoMoreTrialError, Tuner
+from searchers.calllog import CallLog
+from searchers.checks import OPTIMIZE_MODES, check_optimize_mode, metric_value
+from searchers.errors import (
     CheckpointError,
-    NoMoreTrialError,
-    Tuner,
-    check_optimize_mode,
-    metric_value,
+    ConfigError,
+    ConfigKeyError,
+    ConfigTypeError,
+    RaynasError,
 )
 from searchers.evolution import EvolutionTuner
 from searchers.random import RandomTuner
 from searchers.regularized_evolution import RegularizedEvolutionTuner
-from searchers.space import (
-    INPUT_CHOICE,
-    LAYER_CHOICE,
-    Choice,
-    SearchSpaceError,
-    Selection,
-    Weights,
-    canonical_hash,
-    choice_size,
-    crossover_architectures,
-    enumerate_architectures,
-    from_index_form,
-    mutate_architecture,
-    neighbour_choice,
-    parse_search_space,
-    resolve_architecture,
-    sample_architecture,
-    sample_choice,
-    space_size,
-    to_exported,
-    to_index_form,
-    to_parameters,
-)
+from searchers.space import *  # noqa: F403  (every name of searchers.space, as its __all__ lists them)
 
 __all__ = [
-    "INPUT_CHOICE",
-    "LAYER_CHOICE",
-    "Choice",
-    "SearchSpaceError",
-    "Selection",
-    "Weights",
-    "canonical_hash",
-    "from_index_form",
-    "parse_search_space",
-    "resolve_architecture",
-    "to_exported",
-    "to_index_form",
-    "to_parameters",
-    "choice_size",
-    "space_size",
-    "sample_choice",
-    "neighbour_choice",
-    "sample_architecture",
-    "mutate_architecture",
-    "crossover_architectures",
-    "enumerate_architectures",
+    *space.__all__,
     "OPTIMIZE_MODES",
     "ArchTuner",
     "CallLog",
@@ -74,4 +53,8 @@ __all__ = [
     "RandomTuner",
     "EvolutionTuner",
     "RegularizedEvolutionTuner",
+    "RaynasError",
+    "ConfigError",
+    "ConfigTypeError",
+    "ConfigKeyError",
 ]

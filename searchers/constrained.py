@@ -9,13 +9,10 @@ from typing import Any
 
 from ray.tune.search import Searcher
 
-from searchers.errors import RaynasError
+from searchers.checks import check_callable, positive_int
+from searchers.errors import ConfigTypeError, ConstraintError
 
 __all__ = ["ConstrainedSearcher", "ConstraintError"]
-
-
-class ConstraintError(RaynasError, RuntimeError):
-    """The wrapped searcher proposed nothing within the constraint for too long."""
 
 
 class ConstrainedSearcher(Searcher):
@@ -34,11 +31,14 @@ class ConstrainedSearcher(Searcher):
 
     def __init__(self, searcher: Searcher, *, constraint: Callable[[dict], str | None], max_rejections: int = 10_000):
         if not isinstance(searcher, Searcher):
-            raise TypeError(f"ConstrainedSearcher wraps a ray.tune.search.Searcher, got {type(searcher).__name__}")
+            raise ConfigTypeError(
+                f"searcher must be a ray.tune.search.Searcher (ConstrainedSearcher wraps one), "
+                f"got {type(searcher).__name__}"
+            )
         super().__init__(metric=searcher.metric, mode=searcher.mode)
         self.searcher = searcher
-        self.constraint = constraint
-        self.max_rejections = max_rejections
+        self.constraint = check_callable("constraint", constraint, signature="(config) -> str | None", optional=False)
+        self.max_rejections = positive_int("max_rejections", max_rejections)
         self.rejected = 0
         self.last_reason: str | None = None
         self._aliases: dict[str, str] = {}  # Tune's trial id -> the id the wrapped searcher knows

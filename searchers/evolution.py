@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-import numbers
 from collections import deque
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from searchers.base import ArchTuner, NoMoreTrialError, arch_json, arch_tuple, check_optimize_mode, positive_int
+from searchers.arch_tuner import ArchTuner
+from searchers.base import NoMoreTrialError
+from searchers.checks import check_optimize_mode, check_probability, positive_int
+from searchers.codec import arch_json, arch_tuple
+from searchers.errors import ConfigError
 from searchers.space import sample_choice
 
 __all__ = ["EvolutionTuner"]
 
 
-_positive_int = positive_int  # the old private name (now searchers.base.positive_int), kept for existing callers
+_positive_int = positive_int  # the old private name (now searchers.checks.positive_int), kept for existing callers
 
 
 class EvolutionTuner(ArchTuner):
@@ -63,17 +66,11 @@ class EvolutionTuner(ArchTuner):
         self.num_mutation = positive_int("num_mutation", num_mutation, minimum=0)
         self.num_crossover = positive_int("num_crossover", num_crossover, minimum=0)
         if self.num_mutation + self.num_crossover > self.population_size:
-            raise ValueError(
+            raise ConfigError(
                 f"num_mutation + num_crossover must be <= population_size={self.population_size}, "
                 f"got {self.num_mutation} + {self.num_crossover}"
             )
-        if (
-            isinstance(mutation_prob, bool)
-            or not isinstance(mutation_prob, numbers.Real)
-            or not 0 <= mutation_prob <= 1
-        ):
-            raise ValueError(f"mutation_prob must be a number in [0, 1], got {mutation_prob!r}")
-        self.mutation_prob = float(mutation_prob)
+        self.mutation_prob = check_probability("mutation_prob", mutation_prob)
         if max_generations is not None:
             max_generations = positive_int("max_generations", max_generations)
         self.max_generations = max_generations

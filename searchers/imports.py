@@ -11,6 +11,8 @@ from collections.abc import Callable
 from types import ModuleType
 from typing import Any
 
+from searchers.errors import ConfigError
+
 __all__ = ["import_object"]
 
 
@@ -18,7 +20,7 @@ def import_object(
     spec: str,
     *,
     what: str = "object",
-    error: type[Exception] = ValueError,
+    error: type[Exception] = ConfigError,
     offers: Callable[[ModuleType], list[str]] | None = None,
     offers_label: str = "it has",
 ) -> Any:
@@ -27,7 +29,8 @@ def import_object(
     Args:
         spec: the import path.
         what: what the path names, for the messages (``"factory"``, ``"searcher"``).
-        error: the exception class raised (called with the one-line message).
+        error: the exception class raised (called with the one-line message); a
+            :class:`searchers.errors.RaynasError` subclass, so that the CLI prints it as one line.
         offers: names of the module to list when ``name`` is missing; default: its public callables.
         offers_label: the words before that list.
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from searchers.base import ArchTuner, NoMoreTrialError
+from searchers.arch_tuner import ArchTuner
+from searchers.base import NoMoreTrialError
 
 __all__ = ["RandomTuner"]
 

@@ -6,15 +6,11 @@ from collections import deque
 from collections.abc import Mapping
 from typing import Any
 
-from searchers.base import (
-    ArchTuner,
-    NoMoreTrialError,
-    arch_json,
-    arch_tuple,
-    check_optimize_mode,
-    hashable_id,
-    positive_int,
-)
+from searchers.arch_tuner import ArchTuner
+from searchers.base import NoMoreTrialError
+from searchers.checks import check_optimize_mode, positive_int
+from searchers.codec import arch_json, arch_tuple, hashable_id
+from searchers.errors import ConfigError
 from searchers.space import choice_size, neighbour_choice
 
 __all__ = ["RegularizedEvolutionTuner"]
@@ -57,7 +53,7 @@ class RegularizedEvolutionTuner(ArchTuner):
         self.population_size = positive_int("population_size", population_size)
         self.sample_size = positive_int("sample_size", sample_size)
         if self.sample_size > self.population_size:
-            raise ValueError(
+            raise ConfigError(
                 f"sample_size must be <= population_size={self.population_size}, got {self.sample_size}"
             )
         self._reset()

@@ -8,6 +8,7 @@ import sys
 import pytest
 
 from searchers import NoMoreTrialError, Tuner, check_optimize_mode, metric_value
+from searchers.errors import ConfigError, ConfigKeyError, ConfigTypeError
 
 
 def test_import_searchers_loads_neither_torch_nor_ray():
@@ -19,19 +20,19 @@ def test_metric_value_forms():
     assert metric_value(3) == 3.0
     assert metric_value(0.5) == 0.5
     assert metric_value({"default": 2, "other": 9}) == 2.0
-    with pytest.raises(KeyError, match=r"'default', got keys \['acc'\]"):
+    with pytest.raises(ConfigKeyError, match=r"'default', got keys \['acc'\]"):
         metric_value({"acc": 1.0})
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ConfigTypeError, match="real number"):
         metric_value("0.5")
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ConfigTypeError, match="real number"):
         metric_value(True)
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ConfigError, match="NaN"):
         metric_value(float("nan"))
 
 
 def test_optimize_mode_is_validated():
     assert check_optimize_mode("minimize") == "minimize"
-    with pytest.raises(ValueError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'max'"):
+    with pytest.raises(ConfigError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'max'"):
         check_optimize_mode("max")
 
 
@@ -177,5 +178,37 @@ def test_the_shared_helpers_are_public_and_the_old_private_names_still_import():
     assert base.hashable_id([1, [2, 3]]) == (1, (2, 3)) and base.arch_tuple(base.arch_json(((0,), (1, 2)))) == ((0,), (1, 2))
     assert evolution._positive_int is base.positive_int and space._parameter is space.choice_parameter
     assert space._choice_values is space.choice_values and base._calls_without_argument is base.calls_without_argument
-    with pytest.raises(ValueError, match="population_size must be >= 2, got 1"):
+    with pytest.raises(ConfigError, match="population_size must be >= 2, got 1"):
         base.positive_int("population_size", 1, minimum=2)
+
+
+# what each module exported before the split into one-job modules (issue 11); every name must still import
+OLD_EXPORTS = {
+    "searchers.base": "OPTIMIZE_MODES ArchTuner arch_json arch_tuple calls_without_argument hashable_id positive_int "
+    "NoMoreTrialError Tuner CheckpointError CallLog check_optimize_mode metric_value",
+    "searchers.space": "LAYER_CHOICE INPUT_CHOICE SearchSpaceError Choice Selection Weights parse_search_space "
+    "resolve_architecture to_parameters to_exported to_index_form from_index_form canonical_hash choice_size "
+    "choice_parameter choice_values space_size sample_choice neighbour_choice sample_architecture "
+    "mutate_architecture crossover_architectures enumerate_architectures",
+    "searchers.tune": "ARCH_KEY TunerSearcher to_tune_space from_tune_config load_searcher SearcherLoadError",
+}
+
+
+@pytest.mark.parametrize("module", sorted(OLD_EXPORTS))
+def test_every_name_still_imports_from_where_it_was(module):
+    import importlib
+
+    mod = importlib.import_module(module)
+    old = OLD_EXPORTS[module].split()
+    assert set(old) <= set(mod.__all__)
+    for name in mod.__all__:
+        assert getattr(mod, name) is not None, name
+    namespace: dict = {}
+    exec(f"from {module} import *", namespace)  # the star import resolves the moved names too
+    assert set(old) <= set(namespace)
+
+
+def test_the_moved_modules_import_on_their_own_in_a_fresh_interpreter():
+    for module in ("searchers.arch_tuner", "searchers.calllog", "searchers.space.sampling", "searchers.base"):
+        code = f"import {module}, sys; assert 'torch' not in sys.modules and 'ray' not in sys.modules"
+        subprocess.run([sys.executable, "-c", code], check=True)

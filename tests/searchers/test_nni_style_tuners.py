@@ -18,6 +18,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter
 
 from searchers import CallLog, CheckpointError, NoMoreTrialError, Tuner, parse_search_space
+from searchers.errors import ConfigError
 from searchers.testing import TunerConformance, check_parameters, mnist1d_search_space, synthetic_objective
 from searchers.tune import TunerSearcher, load_searcher
 from tests.searchers.test_tune_runs import InterruptOnce
@@ -137,7 +138,7 @@ def test_replay_needs_a_fresh_searcher_and_a_sane_log():
     state = searcher.get_state()
     used = TunerSearcher(NNIRandomTuner(seed=1), search_space=MNIST1D, metric="score", mode="max")
     _drive(used, 1)
-    with pytest.raises(ValueError, match="into a fresh tuner, but this searcher has already suggested 1 trials"):
+    with pytest.raises(CheckpointError, match="into a fresh tuner, but this searcher has already suggested 1 trials"):
         used.set_state(state)
     with pytest.raises(CheckpointError, match="call log record 0 is not a tuner call"):
         CallLog([["teleport", 1]])
@@ -179,7 +180,7 @@ def test_parameter_id_key_puts_the_sequence_id_into_the_config():
     )
     assert searcher.suggest("a") == {"arch": {"n": {"_value": "c7", "_idx": 7}}, "nni_parameter_id": 0}
     assert searcher.suggest("b") == {"arch": {"n": {"_value": "c0", "_idx": 0}}, "nni_parameter_id": 1}
-    with pytest.raises(ValueError, match="parameter_id_key must be a str other than 'arch'"):
+    with pytest.raises(ConfigError, match="parameter_id_key must be a str other than 'arch'"):
         TunerSearcher(CountingTuner(), search_space=COUNT_SPACE, metric="score", parameter_id_key="arch")
 
 

@@ -20,6 +20,7 @@ from searchers import (
     from_index_form,
     space_size,
 )
+from searchers.errors import CheckpointError, ConfigError, ConfigTypeError
 from searchers.testing import SMALL_SPACE, SPACES, check_parameters, mnist1d_search_space
 from searchers.tune import (
     SearcherLoadError,
@@ -156,21 +157,21 @@ def test_save_and_restore_resume_exactly(tmp_path):
 def test_restore_into_another_tuner_class_is_an_error(tmp_path):
     path = tmp_path / "state.json"
     _searcher(RandomTuner(seed=0)).save(str(path))
-    with pytest.raises(ValueError, match="RandomTuner.*EvolutionTuner"):
+    with pytest.raises(CheckpointError, match="RandomTuner.*EvolutionTuner"):
         _searcher(EvolutionTuner(optimize_mode="maximize")).restore(str(path))
 
 
 def test_errors_say_what_is_wrong():
-    with pytest.raises(TypeError, match="needs a searchers.Tuner instance, got builtins.dict"):
+    with pytest.raises(ConfigTypeError, match="needs a searchers.Tuner instance, got builtins.dict"):
         TunerSearcher({})
-    with pytest.raises(ValueError, match="mode must be one of 'max', 'min' or None, got 'maximize'"):
+    with pytest.raises(ConfigError, match="mode must be one of 'max', 'min' or None, got 'maximize'"):
         _searcher(mode="maximize")
-    with pytest.raises(ValueError, match="no search space"):
+    with pytest.raises(ConfigError, match="no search space"):
         TunerSearcher(RandomTuner(seed=0), metric="score").suggest("t")
-    with pytest.raises(ValueError, match="no metric"):
+    with pytest.raises(ConfigError, match="no metric"):
         TunerSearcher(RandomTuner(seed=0), search_space=MNIST1D).suggest("t")
     searcher = _searcher()
-    with pytest.raises(ValueError, match="pass the search space as TunerSearcher"):
+    with pytest.raises(ConfigError, match="pass the search space as TunerSearcher"):
         searcher.set_search_properties("score", "max", {"arch": MNIST1D})
     assert searcher.set_search_properties("score", "max", to_tune_space(MNIST1D)) is False
     assert searcher.set_search_properties("score", "max", {"lr": 0.1}) is True

@@ -18,6 +18,7 @@ from searchers import (
     space_size,
     to_index_form,
 )
+from searchers.errors import ConfigError, ConfigKeyError, ConfigTypeError, SearchSpaceError
 from searchers.testing import SMALL_SPACE, SPACES, best_found, check_parameters, drive, mnist1d_search_space
 
 MNIST1D = mnist1d_search_space()
@@ -35,20 +36,20 @@ def _distance(a, b, space=MNIST1D) -> int:
 def test_optimize_mode_is_required_keyword_and_validated(cls):
     with pytest.raises(TypeError):
         cls("maximize")  # keyword-only
-    with pytest.raises(ValueError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'up'"):
+    with pytest.raises(ConfigError, match=r"optimize_mode must be one of 'maximize', 'minimize', got 'up'"):
         cls(optimize_mode="up")
 
 
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [
-        ({"population_size": 0}, ValueError, "population_size must be >= 1, got 0"),
-        ({"num_select": 1.5}, TypeError, "num_select must be an int, got 1.5"),
-        ({"num_mutation": 40}, ValueError, "num_mutation \\+ num_crossover must be <= population_size=50"),
-        ({"mutation_prob": 2}, ValueError, "mutation_prob must be a number in \\[0, 1\\], got 2"),
-        ({"constraint": 3}, TypeError, "constraint must be a callable"),
-        ({"seed": "x"}, TypeError, "seed must be an int or None, got 'x'"),
-        ({"seed": -1}, ValueError, "seed must be >= 0, got -1"),
+        ({"population_size": 0}, ConfigError, "population_size must be >= 1, got 0"),
+        ({"num_select": 1.5}, ConfigTypeError, "num_select must be an int, got 1.5"),
+        ({"num_mutation": 40}, ConfigError, "num_mutation \\+ num_crossover must be <= population_size=50"),
+        ({"mutation_prob": 2}, ConfigError, "mutation_prob must be a number in \\[0, 1\\], got 2"),
+        ({"constraint": 3}, ConfigTypeError, "constraint must be a callable"),
+        ({"seed": "x"}, ConfigTypeError, "seed must be an int or None, got 'x'"),
+        ({"seed": -1}, ConfigError, "seed must be >= 0, got -1"),
     ],
 )
 def test_evolution_options_are_validated(kwargs, error, match):
@@ -57,12 +58,12 @@ def test_evolution_options_are_validated(kwargs, error, match):
 
 
 def test_regularized_evolution_options_are_validated():
-    with pytest.raises(ValueError, match="sample_size must be <= population_size=10, got 11"):
+    with pytest.raises(ConfigError, match="sample_size must be <= population_size=10, got 11"):
         RegularizedEvolutionTuner(optimize_mode="maximize", population_size=10, sample_size=11)
 
 
 def test_generate_before_search_space_is_an_error():
-    with pytest.raises(ValueError, match="no search space: call update_search_space first"):
+    with pytest.raises(SearchSpaceError, match="no search space: call update_search_space first"):
         RandomTuner(seed=0).generate_parameters(0)
 
 
@@ -70,9 +71,9 @@ def test_bad_values_are_errors_not_warnings():
     tuner = RandomTuner(seed=0)
     tuner.update_search_space(MNIST1D)
     params = tuner.generate_parameters(0)
-    with pytest.raises(TypeError, match="real number"):
+    with pytest.raises(ConfigTypeError, match="real number"):
         tuner.receive_trial_result(0, params, "high")
-    with pytest.raises(KeyError, match="lacks \\['value'\\]"):
+    with pytest.raises(ConfigKeyError, match="lacks \\['value'\\]"):
         tuner.import_data([{"parameter": params}])
 
 

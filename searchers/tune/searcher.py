@@ -1,11 +1,4 @@
-"""Ray Tune adapter: NNI-protocol tuners as Tune searchers, and NAS spaces as Tune spaces.
-
-- :class:`TunerSearcher` wraps a :class:`searchers.Tuner` as a ``ray.tune.search.Searcher``;
-  every trial's config is ``{"arch": parameters}``.
-- :func:`to_tune_space` turns the nnictl space into a Tune ``param_space`` so that Tune's own
-  searchers (``BasicVariantGenerator``, ``OptunaSearch`` ...) search it; :func:`from_tune_config`
-  turns a trial's config back into the parameter form (it accepts TunerSearcher configs too).
-- :func:`load_searcher` builds either from an import path.
+"""``TunerSearcher``: an NNI-protocol tuner driven as a Ray Tune ``Searcher``.
 
 Facts of Ray 2.60 this module is built around (measured on Ray 2.60): ``set_search_properties`` is
 called only when ``param_space`` is non-empty, so space, metric and mode are constructor
@@ -17,7 +10,6 @@ for ``Tuner.restore``.
 from __future__ import annotations
 
 import copy
-import inspect
 import json
 import logging
 import math
@@ -29,42 +21,17 @@ from typing import Any
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
 
-from searchers.base import CallLog, NoMoreTrialError, Tuner, calls_without_argument
-from searchers.errors import RaynasError
-from searchers.imports import import_object
-from searchers.space import (
-    INPUT_CHOICE,
-    LAYER_CHOICE,
-    Choice,
-    SearchSpaceError,
-    choice_parameter,
-    parse_search_space,
-    to_parameters,
-)
+from searchers.base import NoMoreTrialError, Tuner
+from searchers.calllog import CallLog
+from searchers.checks import check_metric_name, check_tune_mode
+from searchers.errors import CheckpointError, ConfigError, ConfigTypeError
+from searchers.signatures import calls_without_argument
+from searchers.space import Choice, SearchSpaceError, choice_parameter, parse_search_space, to_parameters
+from searchers.tune.spaces import ARCH_KEY
 
-__all__ = ["ARCH_KEY", "TunerSearcher", "to_tune_space", "from_tune_config", "load_searcher", "SearcherLoadError"]
-
-ARCH_KEY = "arch"
-_MODES = ("max", "min")
-_COMBINATION_LIMIT = 100_000
+__all__ = ["TunerSearcher"]
 
 logger = logging.getLogger(__name__)
-
-
-class SearcherLoadError(RaynasError, ValueError):
-    """``load_searcher`` could not build a searcher from the given import path."""
-
-
-def _check_mode(mode: Any) -> str | None:
-    if mode is not None and mode not in _MODES:
-        raise ValueError(f"mode must be one of 'max', 'min' or None, got {mode!r}")
-    return mode
-
-
-def _check_metric(metric: Any) -> str | None:
-    if metric is not None and not isinstance(metric, str):
-        raise TypeError(f"metric must be a str or None, got {metric!r}")
-    return metric
 
 
 def _has_domains(config: Any) -> bool:
@@ -120,11 +87,11 @@ class TunerSearcher(Searcher):
         parameter_id_key: str | None = None,
     ) -> None:
         if not isinstance(tuner, Tuner):
-            raise TypeError(
+            raise ConfigTypeError(
                 "TunerSearcher needs a searchers.Tuner instance, "
                 f"got {type(tuner).__module__}.{type(tuner).__qualname__}"
             )
-        super().__init__(metric=_check_metric(metric), mode=_check_mode(mode))
+        super().__init__(metric=check_metric_name(metric), mode=check_tune_mode(mode))
         self.tuner = tuner
         self._space: dict | None = None
         self._choices: dict[str, Choice] = {}
@@ -134,10 +101,10 @@ class TunerSearcher(Searcher):
         if points_to_evaluate is not None and (
             isinstance(points_to_evaluate, (str, Mapping)) or not isinstance(points_to_evaluate, Sequence)
         ):
-            raise TypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
+            raise ConfigTypeError(f"points_to_evaluate must be a list of architectures, got {points_to_evaluate!r}")
         self._raw_points = list(points_to_evaluate or [])
         if parameter_id_key is not None and (not isinstance(parameter_id_key, str) or parameter_id_key == ARCH_KEY):
-            raise ValueError(
+            raise ConfigError(
                 f"parameter_id_key must be a str other than {ARCH_KEY!r} or None, got {parameter_id_key!r}"
             )
         self.parameter_id_key = parameter_id_key
@@ -145,7 +112,7 @@ class TunerSearcher(Searcher):
         if search_space is not None:
             self.set_search_space(search_space)
         elif self._raw_points:
-            raise ValueError("points_to_evaluate needs search_space to check them against")
+            raise ConfigError("points_to_evaluate needs search_space to check them against")
 
     # -- configuration -------------------------------------------------------------------------
 
@@ -172,20 +139,20 @@ class TunerSearcher(Searcher):
             spaces were given), else True.
 
         Raises:
-            ValueError: ``config`` holds the search space under ``"arch"`` (pass it as
+            ConfigError: ``config`` holds the search space under ``"arch"`` (pass it as
                 ``search_space=`` instead), or ``mode`` is not ``"max"``/``"min"``.
         """
         if _has_domains(config):
             return False
         if isinstance(config, Mapping) and isinstance(config.get(ARCH_KEY), Mapping):
-            raise ValueError(
+            raise ConfigError(
                 f"param_space must not hold the architecture under {ARCH_KEY!r}: TunerSearcher suggests it; "
                 f"pass the search space as TunerSearcher(search_space=...)"
             )
         if self._metric is None and metric is not None:
-            self._metric = _check_metric(metric)
+            self._metric = check_metric_name(metric)
         if self._mode is None and mode is not None:
-            self._mode = _check_mode(mode)
+            self._mode = check_tune_mode(mode)
         return True
 
     def _sign(self) -> float:
@@ -200,12 +167,12 @@ class TunerSearcher(Searcher):
         """The next architecture as ``{"arch": parameters}``, ``None`` (wait) or ``FINISHED``.
 
         Raises:
-            ValueError: no search space or no metric was given.
+            ConfigError: no search space or no metric was given.
         """
         if self._space is None:
-            raise ValueError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
+            raise ConfigError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
         if self._metric is None:
-            raise ValueError(
+            raise ConfigError(
                 "TunerSearcher has no metric: pass TunerSearcher(metric=...) (Tune passes TuneConfig's "
                 "metric only when param_space is non-empty)"
             )
@@ -284,7 +251,7 @@ class TunerSearcher(Searcher):
             intermediate_values: ignored.
         """
         if self._space is None:
-            raise ValueError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
+            raise ConfigError("TunerSearcher has no search space: pass TunerSearcher(search_space=...)")
         if error or pruned:
             return
         arch = parameters[ARCH_KEY] if isinstance(parameters, Mapping) and ARCH_KEY in parameters else parameters
@@ -324,19 +291,19 @@ class TunerSearcher(Searcher):
         the search space is set and the recorded calls are replayed into it.
 
         Raises:
-            ValueError: the state holds another tuner class, or a replay is asked of a searcher
+            CheckpointError: the state holds another tuner class, or a replay is asked of a searcher
                 that has already suggested trials.
             RuntimeError: a replayed call failed.
         """
         expected = f"{type(self.tuner).__module__}:{type(self.tuner).__qualname__}"
         if state.get("tuner_class") != expected:
-            raise ValueError(
+            raise CheckpointError(
                 f"searcher state holds a {state.get('tuner_class')!r} tuner, this searcher wraps {expected!r}"
             )
         replay = state["tuner"] is None
         if replay:
             if self._next_id or self._log.records:
-                raise ValueError(
+                raise CheckpointError(
                     f"restoring {type(self.tuner).__name__} (no checkpoint) replays its calls into a fresh tuner, "
                     f"but this searcher has already suggested {self._next_id} trials"
                 )
@@ -381,179 +348,3 @@ class TunerSearcher(Searcher):
     def live_trials(self) -> list[str]:
         """Ids of the trials suggested and not yet complete."""
         return list(self._trials)
-
-
-# -- Tune spaces -----------------------------------------------------------------------------
-
-
-def _combination_label(indices: Sequence[int]) -> str:
-    return ",".join(str(i) for i in indices)
-
-
-def to_tune_space(search_space: Mapping[str, Any]) -> dict:
-    """The nnictl space as a Tune ``param_space``: ``{"arch": {key: domain}}``.
-
-    A layer choice becomes ``tune.choice`` over candidate names (indices where names are empty or
-    repeated); an input choice with ``n_chosen=None`` a dict ``{str(index): tune.choice([False,
-    True])}``; with ``n_chosen=k`` (``0 < k < n``) ``tune.choice`` over the combinations written
-    ``"i,j"``; with ``n_chosen`` 0 or ``n`` the constant list of indices. Every domain is
-    categorical over plain values, as Optuna requires. :func:`from_tune_config` reads a sampled
-    config back.
-
-    Args:
-        search_space: the nnictl JSON.
-
-    Returns:
-        The Tune search space.
-
-    Raises:
-        SearchSpaceError: the space breaks a rule, or an input choice has more than 100000
-            combinations.
-    """
-    from ray import tune
-
-    out: dict[str, Any] = {}
-    for key, c in parse_search_space(search_space).items():
-        n = c.length
-        if c.type == LAYER_CHOICE:
-            out[key] = tune.choice([c.label(i) for i in range(n)])
-        elif c.n_chosen is None:
-            out[key] = {str(i): tune.choice([False, True]) for i in range(n)}
-        elif c.n_chosen in (0, n):
-            out[key] = list(range(c.n_chosen))
-        else:
-            if math.comb(n, c.n_chosen) > _COMBINATION_LIMIT:
-                raise SearchSpaceError(
-                    f"input choice has {math.comb(n, c.n_chosen)} combinations (limit {_COMBINATION_LIMIT}) "
-                    f"for key {key!r}"
-                )
-            from itertools import combinations
-
-            out[key] = tune.choice([_combination_label(x) for x in combinations(range(n), c.n_chosen)])
-    return {ARCH_KEY: out}
-
-
-def _from_tune_value(choice: Choice, value: Any) -> Any:
-    if isinstance(value, Mapping) and set(value) & {"_value", "_idx", "_idex"}:
-        return value  # already the parameter form
-    if choice.type == INPUT_CHOICE:
-        if isinstance(value, Mapping):
-            bad = sorted(k for k in value if not (isinstance(k, str) and k.isdigit() and int(k) < choice.length))
-            if bad or len(value) != choice.length:
-                raise SearchSpaceError(
-                    f"a Tune input-choice value maps '0'..'{choice.length - 1}' to bools, got {dict(value)!r} "
-                    f"for key {choice.key!r}"
-                )
-            return sorted(int(k) for k, on in value.items() if on)
-        if isinstance(value, str) and (value == "" or all(p.isdigit() for p in value.split(","))):
-            return [int(p) for p in value.split(",")] if value else []
-    return value
-
-
-def from_tune_config(config: Mapping[str, Any], search_space: Mapping[str, Any]) -> dict:
-    """A trial config back in the tuner parameter form ``{key: {"_value", "_idx"}}``.
-
-    Args:
-        config: a trial's config, sampled from :func:`to_tune_space` or suggested by
-            :class:`TunerSearcher` (``{"arch": ...}``; the ``"arch"`` dict itself also works).
-        search_space: the nnictl JSON.
-
-    Returns:
-        The parameters.
-
-    Raises:
-        SearchSpaceError: the config does not fit the space.
-    """
-    choices = parse_search_space(search_space)
-    arch = config.get(ARCH_KEY, config) if isinstance(config, Mapping) else config
-    if not isinstance(arch, Mapping):
-        raise SearchSpaceError(f"a trial config holds the architecture under {ARCH_KEY!r}, got {config!r}")
-    unknown = sorted(set(arch) - set(choices))
-    if unknown:
-        raise SearchSpaceError(f"unknown key {unknown[0]!r} in trial config (valid keys: {', '.join(choices)})")
-    plain = {k: _from_tune_value(choices[k], v) for k, v in arch.items()}
-    return to_parameters(plain, choices)
-
-
-# -- loading by import path --------------------------------------------------------------------
-
-
-def _searcher_classes(module: Any) -> list[str]:
-    return [
-        n
-        for n, v in vars(module).items()
-        if isinstance(v, type)
-        and issubclass(v, (Tuner, Searcher))
-        and not inspect.isabstract(v)
-        and not n.startswith("_")
-        and v is not Searcher
-    ]
-
-
-def _accepts(cls: type, name: str) -> bool:
-    try:
-        params = inspect.signature(cls).parameters
-    except (TypeError, ValueError):
-        return False
-    return name in params or any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
-
-
-def load_searcher(
-    path: str,
-    *,
-    search_space: Mapping[str, Any],
-    metric: str,
-    mode: str,
-    seed: int | None = None,
-    **kwargs: Any,
-) -> Searcher:
-    """Build a Tune searcher from ``"package.module:Name"``.
-
-    A :class:`searchers.Tuner` subclass is built with ``**kwargs`` (plus ``optimize_mode`` from
-    ``mode`` when it takes one and ``kwargs`` does not set it) and wrapped in
-    :class:`TunerSearcher`; its trials get ``{"arch": parameters}``. A ``ray.tune.search.Searcher``
-    subclass is built with ``metric``, ``mode``, ``**kwargs`` and ``space=to_tune_space(...)`` when
-    it takes ``space`` (else the space goes through ``set_search_properties``); its trials get
-    :func:`to_tune_space` configs, which :func:`from_tune_config` turns into parameters.
-
-    Args:
-        path: ``"package.module:Name"``.
-        search_space: the nnictl JSON.
-        metric: the result key to optimize.
-        mode: ``"max"`` or ``"min"``.
-        seed: passed as ``seed`` to a class whose constructor takes one (else ignored).
-        **kwargs: constructor arguments of the class.
-
-    Returns:
-        The searcher.
-
-    Raises:
-        SearcherLoadError: bad path, import failure, missing name, or an object that is neither
-            kind (the message says what was found).
-    """
-    _check_mode(mode)
-    obj = import_object(
-        path,
-        what="searcher",
-        error=SearcherLoadError,
-        offers=_searcher_classes,
-        offers_label="tuners and searchers there",
-    )
-    if seed is not None and isinstance(obj, type) and _accepts(obj, "seed"):
-        kwargs["seed"] = seed
-    if isinstance(obj, type) and issubclass(obj, Tuner):
-        if "optimize_mode" not in kwargs and _accepts(obj, "optimize_mode") and mode is not None:
-            kwargs["optimize_mode"] = "maximize" if mode == "max" else "minimize"
-        return TunerSearcher(obj(**kwargs), search_space=search_space, metric=metric, mode=mode)
-    if isinstance(obj, type) and issubclass(obj, Searcher):
-        tune_space = to_tune_space(search_space)
-        if _accepts(obj, "space"):
-            return obj(space=tune_space, metric=metric, mode=mode, **kwargs)
-        searcher = obj(metric=metric, mode=mode, **kwargs)
-        if not searcher.set_search_properties(metric, mode, tune_space):
-            raise SearcherLoadError(f"searcher {path!r} did not accept the search space via set_search_properties")
-        return searcher
-    found = f"class {obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"
-    raise SearcherLoadError(
-        f"{path!r} must name a searchers.Tuner or ray.tune.search.Searcher subclass, found {found}"
-    )
