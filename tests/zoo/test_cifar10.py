@@ -3,9 +3,12 @@ its restricted unpickler, the DARTS-cell supernet, and a search end to end."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import pickle
+import re
+import shlex
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -13,6 +16,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from raynas.experiment.config import load_config
 from raynas.nas import (
     DartsMutator,
     RandomMutator,
@@ -24,7 +28,7 @@ from raynas.nas import (
 from raynas.zoo import cifar10
 from raynas.zoo._safe_pickle import UnsafePickleError, load_data_pickle
 from searchers.errors import ConfigError
-from tests.experiment.cli_helpers import run_cli, sets
+from tests.experiment.cli_helpers import REPO, run_cli, sets
 from tests.zoo.cifar_files import write_cifar_folder
 
 TINY_NET = {"channels": 4, "layers": 3, "nodes": 2}
@@ -126,8 +130,8 @@ def test_crops_keep_the_shape_and_flips_happen_half_the_time(data):
 
 
 def test_loader_workers_draw_their_own_augmentations(data):
-    """The per-worker seed drives the draws: two workers never replay one stream (as a numpy global
-    seeded once in the parent would), and a seeded loader repeats itself."""
+    """The per-worker seed drives the draws: two workers never replay one stream (as an RNG seeded
+    once in the parent and copied into each worker would), and a seeded loader repeats itself."""
     one = data["train"].images[:1].expand(16, 3, 32, 32).contiguous()  # one image, 16 times
     same = cifar10.Cifar10Images(one, torch.zeros(16, dtype=torch.int64))
 
@@ -280,6 +284,19 @@ def test_ss_gen_writes_the_space(tmp_path):
 
 
 # -- end to end ----------------------------------------------------------------------------------
+
+
+def test_the_readme_cluster_command_is_a_valid_cifar10_config():
+    readme = (REPO / "README.md").read_text()
+    section = readme[readme.index("### CIFAR-10") :]
+    command = next(b for b in re.findall(r"```bash\n(.*?)```", section, flags=re.S) if "raynas search" in b)
+    words = shlex.split(command.replace("\\\n", " "))
+    overrides = [words[i + 1] for i, w in enumerate(words) if w == "--set"]
+    config = load_config(overrides=overrides)
+    assert (config.data.name, config.model.factory) == ("cifar10", "raynas.zoo.cifar10:build_supernet")
+    assert (config.supernet.device, config.supernet.replicas) == ("cuda", 8) and config.search.gpus_per_trial > 0
+    inspect.signature(cifar10.load_data).bind(**config.data.kwargs)
+    assert len(generate_search_space(cifar10.build_supernet(**config.model.kwargs))) == 2 * (2 + 3 + 4 + 5 + 4)  # edges + switches
 
 
 @pytest.mark.slow
