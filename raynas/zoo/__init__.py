@@ -2,7 +2,8 @@
 
 Each built-in is a module with ``build_supernet()`` (no required arguments) and ``load_data()``
 returning ``{"train", "val", "test"}`` datasets: ``raynas.zoo.mnist1d`` (the
-benchmark space, README "Built-in spaces") and ``raynas.zoo.digits`` (scikit-learn's 8x8 digits, a 2-D example).
+benchmark space, README "Built-in spaces"), ``raynas.zoo.digits`` (scikit-learn's 8x8 digits, a 2-D example)
+and ``raynas.zoo.cifar10`` (CIFAR-10 from a local folder, with augmentation, and a DARTS-cell supernet).
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from types import ModuleType
 
 __all__ = ["BUILTINS", "builtin"]
 
-BUILTINS = ("mnist1d", "digits")
+BUILTINS = ("mnist1d", "digits", "cifar10")
 
 
 def builtin(name: str) -> ModuleType:

@@ -51,7 +51,7 @@ def test_explicit_supernet_seed_wins():
         (["retrain.epochs=0"], r"retrain.epochs must be >= 1, got 0"),
         (["search.num_samples=1.5"], r"search.num_samples must be an integer, got 1.5"),
         (["model.factory=nocolon"], r"model.factory must be written 'package.module:name', got 'nocolon'"),
-        (["data.name=cifar"], r"data.name must be a built-in \(mnist1d, digits\)"),
+        (["data.name=cifar"], r"data.name must be a built-in \(mnist1d, digits, cifar10\)"),
         (["experiment.name=a/b"], r"experiment.name must be a plain folder name, got 'a/b'"),
         (["search.max_params=0"], r"search.max_params must be >= 1, got 0"),
         (["noequals"], r"--set takes section.key=value, got 'noequals'"),

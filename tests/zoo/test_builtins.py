@@ -3,6 +3,7 @@ import torch
 
 from raynas.nas import RandomMutator, apply_fixed_architecture, generate_search_space
 from raynas.zoo import BUILTINS, builtin, mnist1d
+from tests.zoo.cifar_files import write_cifar_folder
 
 
 def test_mnist1d_data_splits_and_shapes():
@@ -36,18 +37,23 @@ def test_all_identity_without_skips_is_stem_then_head():
 
 
 @pytest.mark.parametrize("name", BUILTINS)
-def test_builtins_build_a_model_and_data(name):
+def test_builtins_build_a_model_and_data(name, tmp_path, monkeypatch):
+    kwargs = {}
+    if name == "cifar10":  # read from a local folder: a tiny one in the official format
+        write_cifar_folder(tmp_path / "cifar-10-batches-py", per_batch=4)
+        monkeypatch.setenv("RAYNAS_CIFAR10", str(tmp_path / "cifar-10-batches-py"))
+        kwargs = {"val_size": 4}  # of 20 training images
     module = builtin(name)
     model = module.build_supernet()
-    data = module.load_data()
+    data = module.load_data(**kwargs)
     assert set(data) == {"train", "val", "test"}
     mutator = RandomMutator(model, seed=0)
     mutator.reset()
-    x, _y = data["train"][:4]
+    x = torch.stack([data["train"][i][0] for i in range(4)])
     assert model(x).shape == (4, 10)
     assert generate_search_space(model)
 
 
 def test_unknown_builtin_lists_the_valid_ones():
-    with pytest.raises(ValueError, match="unknown built-in dataset 'cifar' \\(valid: mnist1d, digits\\)"):
+    with pytest.raises(ValueError, match="unknown built-in dataset 'cifar' \\(valid: mnist1d, digits, cifar10\\)"):
         builtin("cifar")
