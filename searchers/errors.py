@@ -8,7 +8,7 @@ working.
 
 from __future__ import annotations
 
-__all__ = ["RaynasError", "ConfigError", "CheckpointError"]
+__all__ = ["RaynasError", "ConfigError", "ConfigTypeError", "CheckpointError"]
 
 
 class RaynasError(Exception):
@@ -17,6 +17,10 @@ class RaynasError(Exception):
 
 class ConfigError(RaynasError, ValueError):
     """A setting breaks its rule (the message names the key, the value and the rule)."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting or argument has the wrong type (also a ``TypeError``, as the built-in check raised)."""
 
 
 class CheckpointError(RaynasError, ValueError):

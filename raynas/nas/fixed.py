@@ -13,6 +13,7 @@ from raynas._io import read_json
 from raynas.nas.mutables import LayerChoice
 from raynas.nas.mutator import Mutator, MutatorBindingError, bound_mutator, parse_model
 from raynas.nas.space import model_choices, to_decisions, to_exported
+from searchers.errors import CheckpointError, ConfigTypeError
 
 __all__ = ["FixedArchitecture", "apply_fixed_architecture", "copy_supernet_weights", "load_architecture"]
 
@@ -52,12 +53,13 @@ def load_architecture(arch: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not JSON, or does not hold an object.
+        ConfigError: the file is not JSON, or does not hold an object.
+        ConfigTypeError: ``arch`` is neither a mapping nor a path.
     """
     if isinstance(arch, Mapping):
         return dict(arch)
     if not isinstance(arch, (str, os.PathLike)):
-        raise TypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
+        raise ConfigTypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
     data = read_json(arch, what="architecture", expect=Mapping, expect_text="a JSON object of key -> choice")
     return dict(data)
 
@@ -135,8 +137,7 @@ def copy_supernet_weights(
         ``fixed_model``, with every parameter and buffer taken from the supernet.
 
     Raises:
-        KeyError: the supernet has no weight for a parameter of the fixed model.
-        ValueError: a weight's shape differs.
+        CheckpointError: the supernet has no weight for a parameter of the fixed model, or its shape differs.
     """
     source = supernet.state_dict() if isinstance(supernet, nn.Module) else supernet
     mutator = bound_mutator(fixed_model)
@@ -151,9 +152,9 @@ def copy_supernet_weights(
                 src = f"{prefix}.{replaced[prefix]}.{key[len(prefix) + 1:]}"
                 break
         if src not in source:
-            raise KeyError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")
+            raise CheckpointError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")
         if tuple(source[src].shape) != tuple(value.shape):
-            raise ValueError(
+            raise CheckpointError(
                 f"shape of supernet weight {src!r} is {tuple(source[src].shape)}, "
                 f"the fixed model's {key!r} is {tuple(value.shape)}"
             )

@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice, Mutable, auto_key_serial
-from searchers.errors import RaynasError
+from searchers.errors import ConfigError, ConfigTypeError, RaynasError
 
 __all__ = [
     "MutableTreeNode",
@@ -59,7 +59,7 @@ class MutableTreeNode:
             An iterator over mutables; the root (no mutable) is not yielded.
         """
         if order not in ("pre", "post"):
-            raise ValueError(f"traversal order must be 'pre' or 'post', got {order!r}")
+            raise ConfigError(f"traversal order must be 'pre' or 'post', got {order!r}")
         memo = set() if memo is None else memo
         yield from self._traverse(order, deduplicate, memo)
 
@@ -171,7 +171,7 @@ def parse_model(model: nn.Module) -> ParsedModel:
             that names a mutable which is not parsed before it.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"a mutator takes an nn.Module, got {type(model).__name__}")
+        raise ConfigTypeError(f"a mutator takes an nn.Module, got {type(model).__name__}")
     root = MutableTreeNode(None)
     instances: list[tuple[str, str, Mutable]] = []
     seen: set[int] = set()

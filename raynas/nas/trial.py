@@ -39,6 +39,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from searchers.errors import ConfigError, ConfigTypeError
+
 __all__ = [
     "PARAMETER_ID_KEY",
     "TrialContext",
@@ -175,7 +177,7 @@ def get_sequence_id() -> int:
 
 def _plain_number(value: Any, api: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
+        raise ConfigTypeError(
             f"nni.{api}() reports a number or a dict holding one under the metric {key!r}; got "
             f"{type(value).__name__} {value!r} for {key!r} (a tensor: call .item())"
         )
@@ -187,7 +189,7 @@ def _result(metric: Any, api: str) -> dict:
     if isinstance(metric, Mapping):
         out = {str(k): v for k, v in metric.items()}
         if key not in out:
-            raise ValueError(
+            raise ConfigError(
                 f"nni.{api}() got a dict without the trial's metric {key!r} (keys: {sorted(out)}); report a "
                 f"number or a dict holding {key!r}"
             )
@@ -198,7 +200,7 @@ def _result(metric: Any, api: str) -> dict:
         out = {key: metric}
     out[key] = _plain_number(out[key], api, key)
     if math.isinf(out[key]):
-        raise ValueError(f"nni.{api}() must report a finite metric {key!r}, got {out[key]!r}")
+        raise ConfigError(f"nni.{api}() must report a finite metric {key!r}, got {out[key]!r}")
     return out
 
 
@@ -311,7 +313,7 @@ def trial_context(
     """
     global _context
     if not isinstance(metric, str) or not metric:
-        raise TypeError(f"metric must be a non-empty str, got {metric!r}")
+        raise ConfigTypeError(f"metric must be a non-empty str, got {metric!r}")
     trial_id, experiment_id = _tune_ids()
     parameter_id = config.get(PARAMETER_ID_KEY) if isinstance(config, Mapping) else None
     context = TrialContext(

@@ -25,6 +25,7 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 
 from raynas.nas.utils import batch_size, first_examples, snapshot, to_device  # noqa: F401 (re-exported)
 from raynas.train.config import ConfigError, SupernetConfig
+from searchers.errors import ConfigTypeError
 
 __all__ = [
     "Batches",
@@ -68,18 +69,18 @@ def resolve_data(data: Any, kwargs: Mapping[str, Any] | None = None) -> Mapping[
     """The one way to the data splits: anything :func:`data_factory` takes, called when it is a function.
 
     Raises:
-        KeyError: the splits have no ``train`` entry.
-        TypeError: the data is neither a mapping nor something that returns one.
+        ConfigError: the splits have no ``train`` entry.
+        ConfigTypeError: the data is neither a mapping nor something that returns one.
     """
     data = data_factory(data, kwargs)
     if callable(data) and not isinstance(data, Mapping):
         data = data()
     if not isinstance(data, Mapping):
-        raise TypeError(
+        raise ConfigTypeError(
             f"data must be a mapping of split -> dataset or a callable returning one, got {type(data).__name__}"
         )
     if "train" not in data:
-        raise KeyError(f"the data has no 'train' split (splits: {', '.join(map(str, data)) or 'none'})")
+        raise ConfigError(f"the data has no 'train' split (splits: {', '.join(map(str, data)) or 'none'})")
     return data
 
 
