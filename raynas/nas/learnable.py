@@ -33,6 +33,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from raynas._rules import check
 from raynas.nas.mutator import Mutator
 from searchers.errors import ConfigError, ConfigTypeError
 
@@ -183,8 +184,7 @@ class ArchTrainer:
             )
         if mutator.model is not model:
             raise ConfigError("the mutator is not bound to this model; build the mutator on it first")
-        if isinstance(arch_warmup_steps, bool) or not isinstance(arch_warmup_steps, int) or arch_warmup_steps < 0:
-            raise ConfigError(f"arch_warmup_steps must be an integer >= 0, got {arch_warmup_steps!r}")
+        check("arch_warmup_steps", arch_warmup_steps, "int", min=0)
         self.model = model
         self.mutator = mutator
         self.optimizer = optimizer

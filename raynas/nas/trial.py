@@ -39,6 +39,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from raynas._rules import check
 from searchers.errors import ConfigError, ConfigTypeError
 
 __all__ = [
@@ -312,8 +313,7 @@ def trial_context(
         The :class:`TrialContext`.
     """
     global _context
-    if not isinstance(metric, str) or not metric:
-        raise ConfigTypeError(f"metric must be a non-empty str, got {metric!r}")
+    check("metric", metric, "str", error=ConfigTypeError)
     trial_id, experiment_id = _tune_ids()
     parameter_id = config.get(PARAMETER_ID_KEY) if isinstance(config, Mapping) else None
     context = TrialContext(

@@ -183,7 +183,7 @@ def test_in_place_distillation_trains_the_largest_path_every_step(tmp_path, smal
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"distill": 1.5}, "supernet.distill must be between 0 and 1, got 1.5"),
+        ({"distill": 1.5}, "supernet.distill must be >= 0.0 and <= 1.0, got 1.5"),
         ({"distill": 0.5, "algorithm": "darts"}, r"supernet.distill works with sampled paths \(random, fair, spos\), not with supernet.algorithm='darts'"),
     ],
 )
