@@ -99,7 +99,7 @@ def ss_gen(
     if (factory is None) == (trial_command is None):
         raise ConfigError("ss-gen takes either FACTORY (module:function) or --trial-command, not both or neither")
     if trial_command is not None:
-        from raynas.nas.classic_nas import generate_search_space_from_command
+        from raynas.nas.classic_launch import generate_search_space_from_command
 
         if kwargs_json:
             raise ConfigError("--kwargs applies to FACTORY, not to --trial-command (pass arguments in the command)")
@@ -326,7 +326,7 @@ def classic_nas(
     for it follow `--`: raynas classic-nas trial.py --num-samples 8 -- --epochs 2
     """
     from raynas.experiment import init_ray
-    from raynas.nas.classic_nas import (
+    from raynas.nas.classic_launch import (
         generate_search_space_from_command,
         load_search_space,
         result_rows,

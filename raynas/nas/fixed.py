@@ -30,13 +30,18 @@ class FixedArchitecture(Mutator):
 
     def __init__(self, model: nn.Module, fixed_arc: Mapping[str, Any]):
         super().__init__(model)
-        choices = model_choices(self)
         self._decisions = to_decisions(fixed_arc, self)
-        #: the whole architecture in the readable form (also keys whose LayerChoice was pruned).
-        self.architecture: dict[str, Any] = to_exported(self._decisions, choices)
+        self._architecture: dict[str, Any] | None = None  # made on first read (apply_fixed_architecture gives it)
         #: module path -> chosen candidate name of every LayerChoice replaced by that candidate.
         self.replaced: dict[str, str] = {}
         self.reset()
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The whole architecture in the readable form (also keys whose LayerChoice was pruned)."""
+        if self._architecture is None:
+            self._architecture = to_exported(self._decisions, model_choices(self))
+        return self._architecture
 
     def sample_search(self) -> dict[str, torch.Tensor]:
         return dict(self._decisions)
@@ -119,7 +124,7 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
     prune(model, "")
     remaining = model_choices(model)
     mutator = FixedArchitecture(model, {k: decisions[k] for k in remaining})
-    mutator.architecture = to_exported(decisions, choices)
+    mutator._architecture = to_exported(decisions, choices)  # once, with the pruned keys too
     mutator.replaced = replaced
     return mutator
 

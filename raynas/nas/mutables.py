@@ -253,9 +253,8 @@ class LayerChoice(Mutable):
         """The position of a candidate given by name or index.
 
         Raises:
-            KeyError, IndexError, TypeError: as a subscript does (NNI's ``choice[name]`` raises
-                ``KeyError``); the built-ins, not raynas errors: a bad subscript is a bug in the
-                code holding it, and its traceback shows the line.
+            KeyError, IndexError, TypeError: as a subscript (NNI's ``choice[name]``: ``KeyError``); built-ins,
+                not raynas errors, since a bad subscript is a bug in the calling code (its traceback shows it).
         """
         if isinstance(name_or_index, str):
             if name_or_index not in self.names:
@@ -377,9 +376,7 @@ class InputChoice(Mutable):
             TypeError: neither a list nor a dict, or a dict for unlabelled candidates.
             KeyError: a label has no input.
             ValueError: a list of the wrong length.
-
-        These stay built-ins (NNI's own dict lookup raises the ``KeyError``): they report a bug in
-        the forward that called the choice, and its traceback shows the line.
+            All built-ins, as NNI's (a dict lookup): a bug in the calling forward, shown by its traceback.
         """
         if isinstance(optional_inputs, Mapping):
             if not all(self.choose_from):

@@ -16,7 +16,7 @@ Tune trial they run in:
 - :func:`get_experiment_id`, :func:`get_trial_id`, :func:`get_sequence_id` and
   :func:`get_current_parameter` as in NNI.
 
-A trial is entered by raynas' classic-NAS launcher (:func:`raynas.nas.classic_nas.run_classic_nas`,
+A trial is entered by raynas' classic-NAS launcher (:func:`raynas.nas.classic_launch.run_classic_nas`,
 ``raynas classic-nas``), or, in your own Tune trainable, by wrapping it with :func:`with_nni_trial` (or
 entering :func:`trial_context`). Outside a trial the functions behave as NNI's standalone platform:
 ``get_next_parameter()`` warns and returns ``{}``, reports are logged. Inside a Tune trial that was not

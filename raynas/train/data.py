@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from raynas.nas.utils import batch_size, first_examples, snapshot, to_device  # noqa: F401 (re-exported)
+from raynas.nas.utils import to_device
 from raynas.train.config import ConfigError, SupernetConfig
 from searchers.errors import ConfigTypeError
 
@@ -33,10 +33,7 @@ __all__ = [
     "data_factory",
     "resolve_data",
     "steps_per_epoch",
-    "to_device",
-    "batch_size",
     "first_examples",
-    "snapshot",
 ]
 
 
@@ -97,6 +94,20 @@ def steps_per_epoch(n_train: int, config: SupernetConfig, world_size: int) -> in
             f"({n_train} training samples / {world_size} replicas)"
         )
     return steps
+
+
+def first_examples(x: Any, n: int) -> Any:
+    """The first ``n`` examples of a batch of any structure (every tensor sliced along dim 0)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n] if x.dim() > 0 else x
+    if isinstance(x, tuple):
+        items = [first_examples(t, n) for t in x]
+        return type(x)(*items) if hasattr(x, "_fields") else tuple(items)
+    if isinstance(x, list):
+        return [first_examples(t, n) for t in x]
+    if isinstance(x, Mapping):
+        return {k: first_examples(v, n) for k, v in x.items()}
+    return x
 
 
 class Batches:

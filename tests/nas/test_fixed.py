@@ -42,6 +42,17 @@ def test_every_value_form_fixes_the_same_architecture():
     json.dumps(mutator.export())
 
 
+def test_fixing_makes_the_exported_form_once(monkeypatch):
+    from raynas.nas import fixed
+
+    calls = []
+    real = fixed.to_exported
+    monkeypatch.setattr(fixed, "to_exported", lambda *args: calls.append(args) or real(*args))
+    mutator = apply_fixed_architecture(build_supernet(), ARCH)
+    assert mutator.export()["op0"] == "conv7" and mutator.export()["skip1"] == []
+    assert len(calls) == 1
+
+
 def test_fixing_prunes_single_choice_layer_choices():
     model = build_supernet()
     apply_fixed_architecture(model, ARCH)
