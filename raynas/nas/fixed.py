@@ -11,7 +11,7 @@ from torch import nn
 
 from raynas._io import read_json
 from raynas.nas.mutables import LayerChoice
-from raynas.nas.mutator import Mutator, MutatorBindingError, bound_mutator, parse_model
+from raynas.nas.mutator import Mutator, bound_mutator, parse_model, require_unbound
 from raynas.nas.space import model_choices, to_decisions, to_exported
 from searchers.errors import CheckpointError, ConfigTypeError
 
@@ -91,12 +91,7 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
         MutatorBindingError: the model is already bound to a mutator.
     """
     arch = load_architecture(arch)
-    bound = bound_mutator(model)
-    if bound is not None:
-        raise MutatorBindingError(
-            f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
-            "(call .detach() on it, or fix a fresh model)"
-        )
+    require_unbound(model, "call .detach() on it, or fix a fresh model")
     parsed = parse_model(model)  # once: the choices, the decisions and the pruning all read it
     choices = model_choices(parsed)
     decisions = to_decisions(arch, parsed)
