@@ -31,6 +31,7 @@ _LAZY = {
     "SupernetConfig": "raynas.train.config",
     "RaynasError": "searchers.errors",
     "ConfigError": "searchers.errors",
+    "ConfigTypeError": "searchers.errors",
     "CheckpointError": "searchers.errors",
 }
 

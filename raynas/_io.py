@@ -12,6 +12,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from searchers.errors import ConfigError
+
 __all__ = [
     "read_json",
     "read_yaml",
@@ -124,7 +126,7 @@ def read_json(
     what: str,
     expect: type | tuple[type, ...] = dict,
     expect_text: str = "a JSON object",
-    error: type[Exception] = ValueError,
+    error: type[Exception] = ConfigError,
     missing_error: type[Exception] = FileNotFoundError,
 ) -> Any:
     """Read a JSON file a user hands in; every failure is one line naming the file.
@@ -151,7 +153,7 @@ def read_yaml(
     *,
     what: str,
     expect_text: str = "a mapping",
-    error: type[Exception] = ValueError,
+    error: type[Exception] = ConfigError,
     missing_error: type[Exception] = FileNotFoundError,
 ) -> dict:
     """Read a YAML file holding a mapping (an empty file is ``{}``); failures as :func:`read_json`'s."""

@@ -11,18 +11,18 @@ from typing import Any
 import click
 
 from raynas.experiment.directory import PHASES
-from searchers.errors import ConfigError, RaynasError
+from searchers.errors import ConfigError, ConfigTypeError, RaynasError
 
 __all__ = ["main", "build_model"]
 
-#: errors a user's input can cause: one line on stderr, exit code 2, no traceback. RaynasError is
-#: the base of raynas' own; the built-ins remain for checks not yet moved under it.
-USER_ERRORS = (RaynasError, ValueError, TypeError, KeyError, OSError)
+#: errors a user's input can cause: one line on stderr, exit code 2, no traceback. Every check of
+#: user input raises a RaynasError; OSError is a file the user named. Anything else (a KeyError or
+#: TypeError in raynas' code or in the user's model) is a bug and shows its traceback.
+USER_ERRORS = (RaynasError, OSError)
 
 
 def _one_line(exc: BaseException) -> str:
-    text = exc.args[0] if isinstance(exc, KeyError) and exc.args else str(exc)
-    return " ".join(str(text).split()) or type(exc).__name__
+    return " ".join(str(exc).split()) or type(exc).__name__
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -46,12 +46,9 @@ def build_model(factory: str, kwargs: dict | None = None) -> Any:
     from raynas.train.resolve import resolve_factory
 
     build = resolve_factory(factory, kwargs)  # NNI's counter keys, as every raynas process builds them
-    try:
-        model = build()
-    except TypeError as exc:
-        raise TypeError(f"factory {factory!r} rejected kwargs {kwargs or {}!r}: {exc}") from None
+    model = build()  # an error inside the factory is its own bug: it keeps its traceback
     if not isinstance(model, nn.Module):
-        raise TypeError(f"factory {factory!r} returned a {type(model).__name__}, not a torch.nn.Module")
+        raise ConfigTypeError(f"factory {factory!r} returned a {type(model).__name__}, not a torch.nn.Module")
     return model
 
 
@@ -61,9 +58,9 @@ def _parse_kwargs(text: str | None) -> dict:
     try:
         value = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--kwargs must be a JSON object, got {text!r} ({exc.msg})") from None
+        raise ConfigError(f"--kwargs must be a JSON object, got {text!r} ({exc.msg})") from None
     if not isinstance(value, dict):
-        raise ValueError(f"--kwargs must be a JSON object, got {text!r}")
+        raise ConfigError(f"--kwargs must be a JSON object, got {text!r}")
     return value
 
 
@@ -100,12 +97,12 @@ def ss_gen(
     from raynas._io import write_json_atomic
 
     if (factory is None) == (trial_command is None):
-        raise ValueError("ss-gen takes either FACTORY (module:function) or --trial-command, not both or neither")
+        raise ConfigError("ss-gen takes either FACTORY (module:function) or --trial-command, not both or neither")
     if trial_command is not None:
-        from raynas.nas.classic_nas import generate_search_space_from_command
+        from raynas.nas.classic_launch import generate_search_space_from_command
 
         if kwargs_json:
-            raise ValueError("--kwargs applies to FACTORY, not to --trial-command (pass arguments in the command)")
+            raise ConfigError("--kwargs applies to FACTORY, not to --trial-command (pass arguments in the command)")
         space = generate_search_space_from_command(trial_command, trial_dir=trial_dir, echo=True)
     else:
         from raynas.nas.space import generate_search_space
@@ -173,12 +170,12 @@ def _read_archs(path: str, space: Any) -> list[dict]:
     data = read_json(path, what="architecture", expect=(list, dict), expect_text=rule)
     data = [data] if isinstance(data, dict) else data
     if not data:
-        raise ValueError(f"architecture file {path!r} must hold {rule}, got an empty list")
+        raise ConfigError(f"architecture file {path!r} must hold {rule}, got an empty list")
     archs = []
     for i, arch in enumerate(data):
         try:
             archs.append(to_exported(load_architecture(arch) if isinstance(arch, dict) else arch, space))
-        except (SearchSpaceError, TypeError) as exc:
+        except RaynasError as exc:
             raise SearchSpaceError(f"architecture #{i} in {path!r}: {_one_line(exc)}") from None
     return archs
 
@@ -329,7 +326,7 @@ def classic_nas(
     for it follow `--`: raynas classic-nas trial.py --num-samples 8 -- --epochs 2
     """
     from raynas.experiment import init_ray
-    from raynas.nas.classic_nas import (
+    from raynas.nas.classic_launch import (
         generate_search_space_from_command,
         load_search_space,
         result_rows,

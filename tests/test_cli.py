@@ -58,3 +58,29 @@ def test_ss_gen_bad_input_is_one_line_and_exit_2(tmp_path, args, message):
     assert message in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "Traceback" not in result.stderr
     assert not out.exists()
+
+
+BUGGY_FACTORY = (
+    "from torch import nn\n"
+    "from raynas.nas import LayerChoice\n"
+    "WIDTHS = {'small': 4}\n"
+    "def build_keyerror(size='small'):\n"
+    "    width = WIDTHS[size.upper()]  # the bug: the table's keys are lower case\n"
+    "    return nn.Sequential(LayerChoice([nn.Linear(width, width), nn.Identity()], key='op'))\n"
+    "def build_typeerror(width=4):\n"
+    "    return nn.Sequential(LayerChoice([nn.Linear(width, str(width)), nn.Identity()], key='op'))\n"
+)
+
+
+@pytest.mark.parametrize(("factory", "error"), [("buggy:build_keyerror", "KeyError"), ("buggy:build_typeerror", "TypeError")])
+def test_a_bug_in_the_factory_shows_its_traceback_but_bad_kwargs_are_one_line(tmp_path, factory, error):
+    (tmp_path / "buggy.py").write_text(BUGGY_FACTORY)
+    result = run_cli("ss-gen", factory, cwd=tmp_path)
+    assert result.returncode == 1, result.stderr
+    assert "Traceback" in result.stderr and "raynas: error" not in result.stderr
+    assert 'buggy.py", line' in result.stderr and result.stderr.strip().splitlines()[-1].startswith(error)
+    result = run_cli("ss-gen", factory, "--kwargs", '{"depth": 3}', cwd=tmp_path)
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines() == [
+        f"raynas: error: factory '{factory}' rejected kwargs {{'depth': 3}}: got an unexpected keyword argument 'depth'"
+    ]

@@ -9,7 +9,6 @@ what is valid.
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +17,9 @@ from typing import Any
 import yaml
 
 from raynas._io import read_yaml
+from raynas._rules import IMPORT_PATH, check_fields, check_keys, rule
 from raynas.train.config import ConfigError, SupernetConfig
+from raynas.zoo import BUILTINS
 
 __all__ = [
     "ConfigError",
@@ -41,62 +42,29 @@ MODES = ("max", "min")
 SCHEDULERS = ("none", "asha")
 RETRAIN_OPTIMIZERS = ("adam", "sgd")
 
-
-def _rule(kind: str, **options: Any) -> dict:
-    return {"rule": (kind, options)}
-
-
-def _check(section: str, name: str, value: Any, kind: str, options: Mapping[str, Any]) -> None:
-    key = f"{section}.{name}"
-    if value is None and options.get("optional"):
-        return
-    if kind == "int":
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise ConfigError(f"{key} must be an integer, got {value!r}")
-        if value < options.get("min", -math.inf):
-            raise ConfigError(f"{key} must be >= {options['min']}, got {value!r}")
-    elif kind == "number":
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
-            raise ConfigError(f"{key} must be a number, got {value!r}")
-        low = options.get("min", -math.inf)
-        if value < low or (options.get("strict") and value == low):
-            raise ConfigError(f"{key} must be {'>' if options.get('strict') else '>='} {low}, got {value!r}")
-    elif kind == "choice":
-        if value not in options["valid"]:
-            raise ConfigError(f"{key} must be one of {', '.join(options['valid'])}, got {value!r}")
-    elif kind == "str":
-        if not isinstance(value, str) or not value:
-            raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
-        if options.get("factory") and (value.count(":") != 1 or not all(value.split(":"))):
-            raise ConfigError(f"{key} must be written 'package.module:name', got {value!r}")
-    elif kind == "dict":
-        if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
-            raise ConfigError(f"{key} must be a mapping of name -> value, got {value!r}")
+_FOLDER_NAME = (lambda v: "/" not in v and v not in (".", ".."), "a plain folder name")
+_DATA_NAME = (
+    lambda v: ":" in v or v in BUILTINS,
+    f"a built-in ({', '.join(BUILTINS)}) or 'package.module:function'",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
 class _Section:
-    """A config section: every field carries a rule that ``__post_init__`` checks."""
+    """A config section: every field carries a rule (:mod:`raynas._rules`) that ``__post_init__`` checks."""
 
     _name = ""
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            kind, options = f.metadata["rule"]
-            _check(self._name, f.name, getattr(self, f.name), kind, options)
+        check_fields(self, self._name)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> _Section:
         """Build the section from a mapping; unknown keys are errors that list the valid ones."""
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"section {cls._name!r} must be a mapping of settings, got {data!r}")
         valid = [f.name for f in dataclasses.fields(cls)]
-        for key in data:
-            if key not in valid:
-                raise ConfigError(f"unknown key {cls._name}.{key} (valid: {', '.join(valid)})")
-        return cls(**dict(data))
+        return cls(**dict(check_keys(data, valid, f"section {cls._name!r}")))
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: _plain(getattr(self, f.name)) for f in dataclasses.fields(self)}
@@ -121,14 +89,9 @@ class ExperimentSection(_Section):
     """
 
     _name = "experiment"
-    name: str = field(default="mnist1d", metadata=_rule("str"))
-    storage: str = field(default="./raynas_results", metadata=_rule("str"))
-    seed: int = field(default=0, metadata=_rule("int", min=0))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        if "/" in self.name or self.name in (".", ".."):
-            raise ConfigError(f"experiment.name must be a plain folder name, got {self.name!r}")
+    name: str = field(default="mnist1d", metadata=rule("str", form=_FOLDER_NAME))
+    storage: str = field(default="./raynas_results", metadata=rule("str"))
+    seed: int = field(default=0, metadata=rule("int", min=0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -136,8 +99,8 @@ class ModelSection(_Section):
     """``model``: the supernet factory ``MODULE:FACTORY`` and its keyword arguments."""
 
     _name = "model"
-    factory: str = field(default="raynas.zoo.mnist1d:build_supernet", metadata=_rule("str", factory=True))
-    kwargs: dict = field(default_factory=dict, metadata=_rule("dict"))
+    factory: str = field(default="raynas.zoo.mnist1d:build_supernet", metadata=rule("str", form=IMPORT_PATH))
+    kwargs: dict = field(default_factory=dict, metadata=rule("dict"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -146,18 +109,8 @@ class DataSection(_Section):
     returning ``{"train", "val", "test"}`` datasets, and its keyword arguments."""
 
     _name = "data"
-    name: str = field(default="mnist1d", metadata=_rule("str"))
-    kwargs: dict = field(default_factory=dict, metadata=_rule("dict"))
-
-    def __post_init__(self) -> None:
-        super().__post_init__()
-        from raynas.zoo import BUILTINS
-
-        if ":" not in self.name and self.name not in BUILTINS:
-            raise ConfigError(
-                f"data.name must be a built-in ({', '.join(BUILTINS)}) or 'package.module:function', "
-                f"got {self.name!r}"
-            )
+    name: str = field(default="mnist1d", metadata=rule("str", form=_DATA_NAME))
+    kwargs: dict = field(default_factory=dict, metadata=rule("dict"))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -181,20 +134,20 @@ class SearchSection(_Section):
     """
 
     _name = "search"
-    searcher: str = field(default="searchers:RegularizedEvolutionTuner", metadata=_rule("str", factory=True))
+    searcher: str = field(default="searchers:RegularizedEvolutionTuner", metadata=rule("str", form=IMPORT_PATH))
     searcher_kwargs: dict = field(
-        default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=_rule("dict")
+        default_factory=lambda: {"population_size": 20, "sample_size": 5}, metadata=rule("dict")
     )
-    num_samples: int = field(default=200, metadata=_rule("int", min=0))
-    max_concurrent: int = field(default=2, metadata=_rule("int", min=1))
-    metric: str = field(default="val_accuracy", metadata=_rule("choice", valid=METRICS))
-    mode: str = field(default="max", metadata=_rule("choice", valid=MODES))
-    bn_batches: int = field(default=10, metadata=_rule("int", min=0))
-    batch_size: int = field(default=256, metadata=_rule("int", min=1))
-    max_params: int | None = field(default=None, metadata=_rule("int", min=1, optional=True))
-    max_flops: int | None = field(default=None, metadata=_rule("int", min=1, optional=True))
-    cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
-    gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    num_samples: int = field(default=200, metadata=rule("int", min=0))
+    max_concurrent: int = field(default=2, metadata=rule("int", min=1))
+    metric: str = field(default="val_accuracy", metadata=rule("choice", valid=METRICS))
+    mode: str = field(default="max", metadata=rule("choice", valid=MODES))
+    bn_batches: int = field(default=10, metadata=rule("int", min=0))
+    batch_size: int = field(default=256, metadata=rule("int", min=1))
+    max_params: int | None = field(default=None, metadata=rule("int", min=1, optional=True))
+    max_flops: int | None = field(default=None, metadata=rule("int", min=1, optional=True))
+    cpus_per_trial: float = field(default=1.0, metadata=rule("number", min=0.0))
+    gpus_per_trial: float = field(default=0.0, metadata=rule("number", min=0.0))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -216,17 +169,17 @@ class RetrainSection(_Section):
     """
 
     _name = "retrain"
-    top_k: int = field(default=5, metadata=_rule("int", min=0))
-    epochs: int = field(default=30, metadata=_rule("int", min=1))
-    optimizer: str = field(default="adam", metadata=_rule("choice", valid=RETRAIN_OPTIMIZERS))
-    lr: float = field(default=3e-3, metadata=_rule("number", min=0.0, strict=True))
-    weight_decay: float = field(default=0.0, metadata=_rule("number", min=0.0))
-    batch_size: int = field(default=128, metadata=_rule("int", min=1))
-    scheduler: str = field(default="none", metadata=_rule("choice", valid=SCHEDULERS))
-    grace_period: int = field(default=5, metadata=_rule("int", min=1))
-    cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
-    gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
-    max_failures: int = field(default=2, metadata=_rule("int", min=0))
+    top_k: int = field(default=5, metadata=rule("int", min=0))
+    epochs: int = field(default=30, metadata=rule("int", min=1))
+    optimizer: str = field(default="adam", metadata=rule("choice", valid=RETRAIN_OPTIMIZERS))
+    lr: float = field(default=3e-3, metadata=rule("number", min=0.0, strict=True))
+    weight_decay: float = field(default=0.0, metadata=rule("number", min=0.0))
+    batch_size: int = field(default=128, metadata=rule("int", min=1))
+    scheduler: str = field(default="none", metadata=rule("choice", valid=SCHEDULERS))
+    grace_period: int = field(default=5, metadata=rule("int", min=1))
+    cpus_per_trial: float = field(default=1.0, metadata=rule("number", min=0.0))
+    gpus_per_trial: float = field(default=0.0, metadata=rule("number", min=0.0))
+    max_failures: int = field(default=2, metadata=rule("int", min=0))
 
 
 _SECTIONS: dict[str, Any] = {

@@ -25,6 +25,7 @@ from raynas.nas.fair import FairMutator
 from raynas.nas.mutator import Mutator
 from raynas.nas.random import RandomMutator
 from raynas.nas.spos import SposMutator, SPOSSupernetTrainingMutator
+from searchers.errors import ConfigError
 
 __all__ = ["ALGORITHMS", "AlgorithmBuilder", "algorithm_builder"]
 
@@ -106,9 +107,9 @@ def algorithm_builder(name: str) -> AlgorithmBuilder:
     """The builder registered under ``name``.
 
     Raises:
-        ValueError: no algorithm has that name (the message lists the valid names).
+        ConfigError: no algorithm has that name (the message lists the valid names).
     """
     try:
         return ALGORITHMS[name]
     except (KeyError, TypeError):
-        raise ValueError(f"supernet.algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}") from None
+        raise ConfigError(f"supernet.algorithm must be one of {', '.join(ALGORITHMS)}, got {name!r}") from None

@@ -156,6 +156,29 @@ def _profiling_path(mutator: Mutator) -> dict[str, torch.Tensor]:
     return path
 
 
+def _choice_costs(
+    choices: dict[str, Any], instances: list[tuple[str, Any]], captured: dict[int, tuple[Any, dict]]
+) -> dict[str, list[list[int]]]:
+    """``{key: [[params, flops], ...]}``: every LayerChoice candidate run alone on the inputs its
+    choice captured, every InputChoice input counted by its size (a choice never reached costs nothing)."""
+    table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
+    for key, m in instances:
+        if id(m) not in captured:
+            continue  # a choice this forward never reached costs nothing
+        args, kwargs = captured[id(m)]
+        if isinstance(m, LayerChoice):
+            for i, cand in enumerate(m.choices):
+                if cand is None:
+                    continue  # pruned by a fixed architecture: never runs
+                table[key][i][0] += sum(p.numel() for p in cand.parameters())
+                table[key][i][1] += _count_flops(lambda c=cand, a=args, k=kwargs: c(*a, **k), _leaves(cand))
+        else:
+            inputs = m.candidate_inputs(args[0] if args else kwargs["optional_inputs"])
+            for i, t in enumerate(inputs):
+                table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
+    return table
+
+
 def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
     """Measure every candidate's parameters and FLOPs on one example input.
 
@@ -195,21 +218,7 @@ def profile_costs(mutator: Mutator, example: Any) -> PathCosts:
         with mutator.applied(_profiling_path(mutator)):  # the path in force comes back after
             base_leaves = [x for x in _leaves(model) if id(x) not in inside]
             base_flops = _count_flops(lambda: model(example), base_leaves)
-            table: dict[str, list[list[int]]] = {k: [[0, 0] for _ in range(m.length)] for k, m in choices.items()}
-            for key, m in instances:
-                if id(m) not in captured:
-                    continue  # a choice this forward never reached costs nothing
-                args, kwargs = captured[id(m)]
-                if isinstance(m, LayerChoice):
-                    for i, cand in enumerate(m.choices):
-                        if cand is None:
-                            continue  # pruned by a fixed architecture: never runs
-                        table[key][i][0] += sum(p.numel() for p in cand.parameters())
-                        table[key][i][1] += _count_flops(lambda c=cand, a=args, k=kwargs: c(*a, **k), _leaves(cand))
-                else:
-                    inputs = m.candidate_inputs(args[0] if args else kwargs["optional_inputs"])
-                    for i, t in enumerate(inputs):
-                        table[key][i][1] += int(t.numel()) if isinstance(t, torch.Tensor) else 0
+            table = _choice_costs(choices, instances, captured)
     finally:
         for h in handles:
             h.remove()

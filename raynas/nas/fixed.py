@@ -11,8 +11,9 @@ from torch import nn
 
 from raynas._io import read_json
 from raynas.nas.mutables import LayerChoice
-from raynas.nas.mutator import Mutator, MutatorBindingError, bound_mutator, parse_model
+from raynas.nas.mutator import Mutator, bound_mutator, parse_model, require_unbound
 from raynas.nas.space import model_choices, to_decisions, to_exported
+from searchers.errors import CheckpointError, ConfigTypeError
 
 __all__ = ["FixedArchitecture", "apply_fixed_architecture", "copy_supernet_weights", "load_architecture"]
 
@@ -29,13 +30,18 @@ class FixedArchitecture(Mutator):
 
     def __init__(self, model: nn.Module, fixed_arc: Mapping[str, Any]):
         super().__init__(model)
-        choices = model_choices(self)
         self._decisions = to_decisions(fixed_arc, self)
-        #: the whole architecture in the readable form (also keys whose LayerChoice was pruned).
-        self.architecture: dict[str, Any] = to_exported(self._decisions, choices)
+        self._architecture: dict[str, Any] | None = None  # made on first read (apply_fixed_architecture gives it)
         #: module path -> chosen candidate name of every LayerChoice replaced by that candidate.
         self.replaced: dict[str, str] = {}
         self.reset()
+
+    @property
+    def architecture(self) -> dict[str, Any]:
+        """The whole architecture in the readable form (also keys whose LayerChoice was pruned)."""
+        if self._architecture is None:
+            self._architecture = to_exported(self._decisions, model_choices(self))
+        return self._architecture
 
     def sample_search(self) -> dict[str, torch.Tensor]:
         return dict(self._decisions)
@@ -52,12 +58,13 @@ def load_architecture(arch: str | os.PathLike | Mapping[str, Any]) -> dict[str, 
 
     Raises:
         FileNotFoundError: the file does not exist.
-        ValueError: the file is not JSON, or does not hold an object.
+        ConfigError: the file is not JSON, or does not hold an object.
+        ConfigTypeError: ``arch`` is neither a mapping nor a path.
     """
     if isinstance(arch, Mapping):
         return dict(arch)
     if not isinstance(arch, (str, os.PathLike)):
-        raise TypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
+        raise ConfigTypeError(f"an architecture is a dict or a JSON file path, got {type(arch).__name__}")
     data = read_json(arch, what="architecture", expect=Mapping, expect_text="a JSON object of key -> choice")
     return dict(data)
 
@@ -84,12 +91,7 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
         MutatorBindingError: the model is already bound to a mutator.
     """
     arch = load_architecture(arch)
-    bound = bound_mutator(model)
-    if bound is not None:
-        raise MutatorBindingError(
-            f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
-            "(call .detach() on it, or fix a fresh model)"
-        )
+    require_unbound(model, "call .detach() on it, or fix a fresh model")
     parsed = parse_model(model)  # once: the choices, the decisions and the pruning all read it
     choices = model_choices(parsed)
     decisions = to_decisions(arch, parsed)
@@ -117,7 +119,7 @@ def apply_fixed_architecture(model: nn.Module, arch: str | os.PathLike | Mapping
     prune(model, "")
     remaining = model_choices(model)
     mutator = FixedArchitecture(model, {k: decisions[k] for k in remaining})
-    mutator.architecture = to_exported(decisions, choices)
+    mutator._architecture = to_exported(decisions, choices)  # once, with the pruned keys too
     mutator.replaced = replaced
     return mutator
 
@@ -135,8 +137,7 @@ def copy_supernet_weights(
         ``fixed_model``, with every parameter and buffer taken from the supernet.
 
     Raises:
-        KeyError: the supernet has no weight for a parameter of the fixed model.
-        ValueError: a weight's shape differs.
+        CheckpointError: the supernet has no weight for a parameter of the fixed model, or its shape differs.
     """
     source = supernet.state_dict() if isinstance(supernet, nn.Module) else supernet
     mutator = bound_mutator(fixed_model)
@@ -151,9 +152,9 @@ def copy_supernet_weights(
                 src = f"{prefix}.{replaced[prefix]}.{key[len(prefix) + 1:]}"
                 break
         if src not in source:
-            raise KeyError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")
+            raise CheckpointError(f"the supernet weights have no {src!r} (for {key!r} of the fixed model)")
         if tuple(source[src].shape) != tuple(value.shape):
-            raise ValueError(
+            raise CheckpointError(
                 f"shape of supernet weight {src!r} is {tuple(source[src].shape)}, "
                 f"the fixed model's {key!r} is {tuple(value.shape)}"
             )

@@ -33,7 +33,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from raynas._rules import check
 from raynas.nas.mutator import Mutator
+from searchers.errors import ConfigError, ConfigTypeError
 
 __all__ = ["LearnableMutator", "ArchTrainer", "Reduce", "grads_of", "split_halves"]
 
@@ -177,13 +179,12 @@ class ArchTrainer:
         arch_warmup_steps: int = 0,
     ):
         if not isinstance(mutator, LearnableMutator):
-            raise TypeError(
+            raise ConfigTypeError(
                 f"ArchTrainer needs a LearnableMutator (DartsMutator, EnasMutator), got {type(mutator).__name__}"
             )
         if mutator.model is not model:
-            raise ValueError("the mutator is not bound to this model; build the mutator on it first")
-        if isinstance(arch_warmup_steps, bool) or not isinstance(arch_warmup_steps, int) or arch_warmup_steps < 0:
-            raise ValueError(f"arch_warmup_steps must be an integer >= 0, got {arch_warmup_steps!r}")
+            raise ConfigError("the mutator is not bound to this model; build the mutator on it first")
+        check("arch_warmup_steps", arch_warmup_steps, "int", min=0)
         self.model = model
         self.mutator = mutator
         self.optimizer = optimizer
@@ -236,7 +237,7 @@ class ArchTrainer:
         n = len(dataset)
         w_idx, a_idx = split_halves(n, seed)
         if len(w_idx) < batch_size:
-            raise ValueError(f"batch_size must be <= half the training set ({len(w_idx)}), got {batch_size!r}")
+            raise ConfigError(f"batch_size must be <= half the training set ({len(w_idx)}), got {batch_size!r}")
 
         def take(index: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
             x, y = default_collate([dataset[int(i)] for i in index])[:2]

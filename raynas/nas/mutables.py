@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from raynas.nas.utils import construction_serial, global_mutable_counting
+from searchers.errors import ConfigError, ConfigTypeError
 
 _logger = logging.getLogger(__name__)
 __all__ = [
@@ -87,13 +88,13 @@ def _check_key(key: Any) -> str | None:
         _logger.warning("mutable key %r is not a string; converted to %r", key, str(key))
         key = str(key)
     if not key:
-        raise ValueError("a mutable key must be a non-empty string or None, got ''")
+        raise ConfigError("a mutable key must be a non-empty string or None, got ''")
     return key
 
 
 def _check_reduction(reduction: Any, key: str | None) -> str:
     if reduction not in REDUCTIONS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown reduction {reduction!r} for mutable {key or '(unkeyed)'!r} "
             f"(valid: {', '.join(REDUCTIONS)})"
         )
@@ -204,28 +205,28 @@ class LayerChoice(Mutable):
         elif isinstance(op_candidates, (Sequence, nn.ModuleList, nn.Sequential)) and not isinstance(op_candidates, str):
             pairs = [(str(i), m) for i, m in enumerate(op_candidates)]
         else:
-            raise TypeError(
+            raise ConfigTypeError(
                 f"op_candidates must be a list or a dict of modules, got {type(op_candidates).__name__} "
                 f"for LayerChoice {name!r}"
             )
         if not pairs:
-            raise ValueError(f"op_candidates must not be empty for LayerChoice {name!r}")
+            raise ConfigError(f"op_candidates must not be empty for LayerChoice {name!r}")
         self.reduction = _check_reduction(reduction, name)
         self.return_mask = bool(return_mask)
         self.names: list[str] = []
         for cand, module in pairs:
             if not isinstance(cand, str) or not cand or "." in cand:
-                raise TypeError(
+                raise ConfigTypeError(
                     f"candidate names must be non-empty strings without '.', got {cand!r} in LayerChoice {name!r}"
                 )
             if not isinstance(module, nn.Module):
-                raise TypeError(
+                raise ConfigTypeError(
                     f"candidate {cand!r} of LayerChoice {name!r} must be an nn.Module, got {type(module).__name__}"
                 )
             if cand in self.names:
-                raise ValueError(f"candidate names must be distinct, got {cand!r} twice in LayerChoice {name!r}")
+                raise ConfigError(f"candidate names must be distinct, got {cand!r} twice in LayerChoice {name!r}")
             if cand in _RESERVED or cand in self.__dict__:
-                raise ValueError(
+                raise ConfigError(
                     f"candidate name {cand!r} of LayerChoice {name!r} is reserved (valid: any name but "
                     f"{', '.join(sorted(_RESERVED))})"
                 )
@@ -249,7 +250,12 @@ class LayerChoice(Mutable):
         return (self._modules[n] for n in self.names)
 
     def index(self, name_or_index: str | int) -> int:
-        """The position of a candidate given by name or index."""
+        """The position of a candidate given by name or index.
+
+        Raises:
+            KeyError, IndexError, TypeError: as a subscript (NNI's ``choice[name]``: ``KeyError``); built-ins,
+                not raynas errors, since a bad subscript is a bug in the calling code (its traceback shows it).
+        """
         if isinstance(name_or_index, str):
             if name_or_index not in self.names:
                 raise KeyError(
@@ -319,28 +325,30 @@ class InputChoice(Mutable):
         name = self._key
         if choose_from is not None:
             if isinstance(choose_from, str) or not isinstance(choose_from, Sequence):
-                raise TypeError(f"choose_from must be a list of labels, got {choose_from!r} for InputChoice {name!r}")
+                raise ConfigTypeError(
+                    f"choose_from must be a list of labels, got {choose_from!r} for InputChoice {name!r}"
+                )
             choose_from = list(choose_from)
             bad = [c for c in choose_from if not isinstance(c, str)]
             if bad:
-                raise TypeError(f"choose_from labels must be strings, got {bad[0]!r} for InputChoice {name!r}")
+                raise ConfigTypeError(f"choose_from labels must be strings, got {bad[0]!r} for InputChoice {name!r}")
             labelled = [c for c in choose_from if c]
             if len(set(labelled)) != len(labelled):
-                raise ValueError(f"choose_from labels must be distinct, got {choose_from!r} for InputChoice {name!r}")
+                raise ConfigError(f"choose_from labels must be distinct, got {choose_from!r} for InputChoice {name!r}")
             if n_candidates is not None and n_candidates != len(choose_from):
-                raise ValueError(
+                raise ConfigError(
                     f"n_candidates={n_candidates!r} disagrees with len(choose_from)={len(choose_from)} "
                     f"for InputChoice {name!r}"
                 )
             n_candidates = len(choose_from)
         if n_candidates is None:
-            raise ValueError(f"InputChoice {name!r} needs n_candidates or choose_from")
+            raise ConfigError(f"InputChoice {name!r} needs n_candidates or choose_from")
         if isinstance(n_candidates, bool) or not isinstance(n_candidates, int) or n_candidates < 1:
-            raise ValueError(f"n_candidates must be a positive int, got {n_candidates!r} for InputChoice {name!r}")
+            raise ConfigError(f"n_candidates must be a positive int, got {n_candidates!r} for InputChoice {name!r}")
         if n_chosen is not None and (
             isinstance(n_chosen, bool) or not isinstance(n_chosen, int) or not 0 <= n_chosen <= n_candidates
         ):
-            raise ValueError(
+            raise ConfigError(
                 f"n_chosen must be None or between 0 and {n_candidates}, got {n_chosen!r} for InputChoice {name!r}"
             )
         self.n_candidates = n_candidates
@@ -368,6 +376,7 @@ class InputChoice(Mutable):
             TypeError: neither a list nor a dict, or a dict for unlabelled candidates.
             KeyError: a label has no input.
             ValueError: a list of the wrong length.
+            All built-ins, as NNI's (a dict lookup): a bug in the calling forward, shown by its traceback.
         """
         if isinstance(optional_inputs, Mapping):
             if not all(self.choose_from):

@@ -23,6 +23,7 @@ from raynas.nas.space import model_choices, to_exported
 __all__ = [
     "BaseMutator",
     "bound_mutator",
+    "require_unbound",
     "Mutator",
     "MutableTreeNode",
     "ParsedModel",
@@ -41,6 +42,19 @@ def bound_mutator(model: nn.Module) -> BaseMutator | None:
     return model.__dict__.get(_BOUND)
 
 
+def require_unbound(model: nn.Module, remedy: str) -> None:
+    """Refuse a model that a mutator is bound to (a model takes one mutator).
+
+    Raises:
+        MutatorBindingError: naming the bound mutator's class, then ``remedy``.
+    """
+    bound = bound_mutator(model)
+    if bound is not None:
+        raise MutatorBindingError(
+            f"the model is already bound to a {type(bound).__name__}; a model takes one mutator ({remedy})"
+        )
+
+
 class BaseMutator(nn.Module, metaclass=abc.ABCMeta):
     """Parses a model once, binds to it, and receives its mutables' forward calls.
 
@@ -57,12 +71,7 @@ class BaseMutator(nn.Module, metaclass=abc.ABCMeta):
     def __init__(self, model: nn.Module):
         super().__init__()
         parsed = parse_model(model)
-        bound = bound_mutator(model)
-        if bound is not None:
-            raise MutatorBindingError(
-                f"the model is already bound to a {type(bound).__name__}; a model takes one mutator "
-                "(call .detach() on the old one first)"
-            )
+        require_unbound(model, "call .detach() on the old one first")
         for key, _path, mutable in parsed.instances:
             if mutable.mutator is not None:
                 raise MutatorBindingError(

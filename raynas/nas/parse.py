@@ -14,7 +14,7 @@ from typing import Any
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice, Mutable, auto_key_serial
-from searchers.errors import RaynasError
+from searchers.errors import ConfigError, ConfigTypeError, RaynasError
 
 __all__ = [
     "MutableTreeNode",
@@ -59,7 +59,7 @@ class MutableTreeNode:
             An iterator over mutables; the root (no mutable) is not yielded.
         """
         if order not in ("pre", "post"):
-            raise ValueError(f"traversal order must be 'pre' or 'post', got {order!r}")
+            raise ConfigError(f"traversal order must be 'pre' or 'post', got {order!r}")
         memo = set() if memo is None else memo
         yield from self._traverse(order, deduplicate, memo)
 
@@ -171,10 +171,19 @@ def parse_model(model: nn.Module) -> ParsedModel:
             that names a mutable which is not parsed before it.
     """
     if not isinstance(model, nn.Module):
-        raise TypeError(f"a mutator takes an nn.Module, got {type(model).__name__}")
+        raise ConfigTypeError(f"a mutator takes an nn.Module, got {type(model).__name__}")
+    root, instances = _walk(model)
+    first = _first_of_each_key(instances)
+    choices = {k: m for k, m in first.items() if isinstance(m, (LayerChoice, InputChoice))}
+    aliases = _aliases(instances, set(first))
+    return ParsedModel(tree=root, instances=tuple(instances), choices=choices, aliases=aliases)
+
+
+def _walk(model: nn.Module) -> tuple[MutableTreeNode, list[tuple[str, str, Mutable]]]:
+    """The mutable tree and ``[(key, module path, mutable)]`` in depth-first definition order."""
     root = MutableTreeNode(None)
     instances: list[tuple[str, str, Mutable]] = []
-    seen: set[int] = set()
+    seen: set[int] = {id(model)}
 
     def visit(module: nn.Module, path: str, node: MutableTreeNode, inside: str | None) -> None:
         if isinstance(module, Mutable):
@@ -196,9 +205,13 @@ def parse_model(model: nn.Module) -> ParsedModel:
             seen.add(id(child))
             visit(child, f"{path}.{name}" if path else name, node, inside)
 
-    seen.add(id(model))
     visit(model, "", root, None)
+    return root, instances
 
+
+def _first_of_each_key(instances: list[tuple[str, str, Mutable]]) -> dict[str, Mutable]:
+    """``{key: first mutable with it}``, after checking that mutables sharing a key are alike and
+    that an InputChoice's labels name only mutables defined before it."""
     first: dict[str, Mutable] = {}
     order: dict[str, int] = {}
     for position, (key, _path, mutable) in enumerate(instances):
@@ -217,9 +230,7 @@ def parse_model(model: nn.Module) -> ParsedModel:
                         f"choose_from label {label!r} of InputChoice {key!r} names a mutable that is "
                         "not defined before it; use an earlier key or a plain label"
                     )
-    choices = {k: m for k, m in first.items() if isinstance(m, (LayerChoice, InputChoice))}
-    aliases = _aliases(instances, set(first))
-    return ParsedModel(tree=root, instances=tuple(instances), choices=choices, aliases=aliases)
+    return first
 
 
 def parsed_of(source: Any) -> ParsedModel:

@@ -14,6 +14,7 @@ from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice
 from raynas.nas.parse import ParsedModel, parsed_of
+from searchers.errors import ConfigError
 from searchers.imports import import_object
 from searchers.space import (
     INPUT_CHOICE,
@@ -129,6 +130,6 @@ def load_factory(spec: str) -> Any:
     """Import ``"package.module:attribute"`` and return the attribute (see :func:`searchers.imports.import_object`).
 
     Raises:
-        ValueError: the spec is not of the form ``MODULE:NAME``, or the module or name is missing.
+        ConfigError: the spec is not of the form ``MODULE:NAME``, or the module or name is missing.
     """
-    return import_object(spec, what="factory")
+    return import_object(spec, what="factory", error=ConfigError)

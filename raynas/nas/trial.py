@@ -16,7 +16,7 @@ Tune trial they run in:
 - :func:`get_experiment_id`, :func:`get_trial_id`, :func:`get_sequence_id` and
   :func:`get_current_parameter` as in NNI.
 
-A trial is entered by raynas' classic-NAS launcher (:func:`raynas.nas.classic_nas.run_classic_nas`,
+A trial is entered by raynas' classic-NAS launcher (:func:`raynas.nas.classic_launch.run_classic_nas`,
 ``raynas classic-nas``), or, in your own Tune trainable, by wrapping it with :func:`with_nni_trial` (or
 entering :func:`trial_context`). Outside a trial the functions behave as NNI's standalone platform:
 ``get_next_parameter()`` warns and returns ``{}``, reports are logged. Inside a Tune trial that was not
@@ -38,6 +38,9 @@ import sys
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
+
+from raynas._rules import check
+from searchers.errors import ConfigError, ConfigTypeError
 
 __all__ = [
     "PARAMETER_ID_KEY",
@@ -175,7 +178,7 @@ def get_sequence_id() -> int:
 
 def _plain_number(value: Any, api: str, key: str) -> float:
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(
+        raise ConfigTypeError(
             f"nni.{api}() reports a number or a dict holding one under the metric {key!r}; got "
             f"{type(value).__name__} {value!r} for {key!r} (a tensor: call .item())"
         )
@@ -187,7 +190,7 @@ def _result(metric: Any, api: str) -> dict:
     if isinstance(metric, Mapping):
         out = {str(k): v for k, v in metric.items()}
         if key not in out:
-            raise ValueError(
+            raise ConfigError(
                 f"nni.{api}() got a dict without the trial's metric {key!r} (keys: {sorted(out)}); report a "
                 f"number or a dict holding {key!r}"
             )
@@ -198,7 +201,7 @@ def _result(metric: Any, api: str) -> dict:
         out = {key: metric}
     out[key] = _plain_number(out[key], api, key)
     if math.isinf(out[key]):
-        raise ValueError(f"nni.{api}() must report a finite metric {key!r}, got {out[key]!r}")
+        raise ConfigError(f"nni.{api}() must report a finite metric {key!r}, got {out[key]!r}")
     return out
 
 
@@ -310,8 +313,7 @@ def trial_context(
         The :class:`TrialContext`.
     """
     global _context
-    if not isinstance(metric, str) or not metric:
-        raise TypeError(f"metric must be a non-empty str, got {metric!r}")
+    check("metric", metric, "str", error=ConfigTypeError)
     trial_id, experiment_id = _tune_ids()
     parameter_id = config.get(PARAMETER_ID_KEY) if isinstance(config, Mapping) else None
     context = TrialContext(

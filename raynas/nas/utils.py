@@ -24,7 +24,6 @@ __all__ = [
     "ScopedFactory",
     "to_device",
     "batch_size",
-    "first_examples",
     "snapshot",
 ]
 
@@ -122,20 +121,6 @@ def batch_size(x: Any) -> int:
         if t.dim() > 0:
             return int(t.shape[0])
     return 1
-
-
-def first_examples(x: Any, n: int) -> Any:
-    """The first ``n`` examples of a batch of any structure (every tensor sliced along dim 0)."""
-    if isinstance(x, torch.Tensor):
-        return x[:n] if x.dim() > 0 else x
-    if isinstance(x, tuple):
-        items = [first_examples(t, n) for t in x]
-        return type(x)(*items) if hasattr(x, "_fields") else tuple(items)
-    if isinstance(x, list):
-        return [first_examples(t, n) for t in x]
-    if isinstance(x, Mapping):
-        return {k: first_examples(v, n) for k, v in x.items()}
-    return x
 
 
 def snapshot(obj: Any) -> Any:

@@ -1,18 +1,19 @@
 """``SupernetConfig``: every setting of supernet training, as one frozen dataclass.
 
 The field names are plain so that a YAML ``supernet:`` section maps onto them one to one
-(:meth:`SupernetConfig.from_dict`). Every field is checked when the config is built; a bad value
-raises :class:`ConfigError` (a ``ValueError``) naming the key, the value and the valid options.
+(:meth:`SupernetConfig.from_dict`). Every field carries its rule (:mod:`raynas._rules`), checked
+when the config is built; a bad value raises :class:`ConfigError` (a ``ValueError``) naming the
+key, the value and the valid options.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
+from raynas._rules import check_fields, check_keys, rule
 from raynas.nas.algorithms import ALGORITHMS as _ALGORITHM_REGISTRY
 from searchers.errors import ConfigError  # one class for every raynas config error
 
@@ -47,14 +48,6 @@ SPOS_CONSTRAINTS = ("params", "flops", "both")
 ALLREDUCES = ("auto", "shm", "backend")
 
 
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
-
-
 def _is_flops_spec(value: str) -> bool:
     """A method name (``get_candidate_flops``) or ``package.module:function``."""
     if value.count(":") == 0:
@@ -63,6 +56,11 @@ def _is_flops_spec(value: str) -> bool:
         return False
     module, name = value.split(":")
     return name.isidentifier() and all(part.isidentifier() for part in module.split("."))
+
+
+_FLOPS_SPEC = (_is_flops_spec, "a method name of the model (e.g. get_candidate_flops) or 'package.module:function'")
+#: how messages name the settings (``supernet.lr``) and the section (``section 'supernet'``)
+SECTION = "section 'supernet'"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -149,128 +147,77 @@ class SupernetConfig:
             ``backend``.
     """
 
-    replicas: int = 2
-    epochs: int | None = None
-    batch_size: int = 64
-    optimizer: str = "adam"
-    lr: float = 0.01
-    momentum: float = 0.9
-    nesterov: bool = False
-    weight_decay: float = 0.0
-    lr_schedule: str = "cosine"
-    warmup_epochs: float = 0.0
-    grad_clip: float | None = 5.0
-    sampling: str = "shared"
-    algorithm: str = "random"
-    arch_lr: float = 3e-3
-    arch_weight_decay: float = 1e-3
-    arch_warmup_epochs: float = 0.0
-    darts_order: int = 1
-    enas_entropy_weight: float = 1e-4
-    enas_baseline_decay: float = 0.95
-    enas_lstm_size: int = 64
-    enas_tanh_constant: float = 1.5
-    spos_bins: int = 4
-    spos_constraint: str = "params"
-    spos_lower: float = 0.0
-    spos_upper: float = 1.0
-    spos_max_tries: int = 100
-    flops_func: str | None = None
-    flops_lb: float | None = None
-    flops_ub: float | None = None
-    flops_bin_num: int = 7
-    flops_sample_timeout: int = 500
-    precision: str = "fp32"
-    seed: int = 0
-    threads: int = 1
-    device: str = "auto"
-    cpus_per_replica: float = 1.0
-    bn_sync_buffers: bool = True
-    max_failures: int = 3
-    log_every: int = 20
-    checkpoint_every: int = 1
-    keep_checkpoints: int = 2
-    progress: bool = True
-    tensorboard: bool = True
-    dist_timeout_s: float = 120.0
-    distill: float = 0.0
-    allreduce: str = "auto"
+    replicas: int = field(default=2, metadata=rule("int", min=1))
+    epochs: int | None = field(default=None, metadata=rule("int", min=0, optional=True))
+    batch_size: int = field(default=64, metadata=rule("int", min=1))
+    optimizer: str = field(default="adam", metadata=rule("choice", valid=OPTIMIZERS))
+    lr: float = field(default=0.01, metadata=rule("number", min=0.0, strict=True))
+    momentum: float = field(default=0.9, metadata=rule("number", min=0.0, max=1.0, max_strict=True))
+    nesterov: bool = field(default=False, metadata=rule("bool"))
+    weight_decay: float = field(default=0.0, metadata=rule("number", min=0.0))
+    lr_schedule: str = field(default="cosine", metadata=rule("choice", valid=LR_SCHEDULES))
+    warmup_epochs: float = field(default=0.0, metadata=rule("number", min=0.0))
+    grad_clip: float | None = field(default=5.0, metadata=rule("number", min=0.0, strict=True, optional=True))
+    sampling: str = field(default="shared", metadata=rule("choice", valid=SAMPLINGS))
+    algorithm: str = field(default="random", metadata=rule("choice", valid=_ALGORITHM_REGISTRY))  # read live
+    arch_lr: float = field(default=3e-3, metadata=rule("number", min=0.0, strict=True))
+    arch_weight_decay: float = field(default=1e-3, metadata=rule("number", min=0.0))
+    arch_warmup_epochs: float = field(default=0.0, metadata=rule("number", min=0.0))
+    darts_order: int = field(default=1, metadata=rule("choice", valid=DARTS_ORDERS))
+    enas_entropy_weight: float = field(default=1e-4, metadata=rule("number", min=0.0))
+    enas_baseline_decay: float = field(default=0.95, metadata=rule("number", min=0.0, max=1.0))
+    enas_lstm_size: int = field(default=64, metadata=rule("int", min=1))
+    enas_tanh_constant: float = field(default=1.5, metadata=rule("number", min=0.0, strict=True))
+    spos_bins: int = field(default=4, metadata=rule("int", min=1))
+    spos_constraint: str = field(default="params", metadata=rule("choice", valid=SPOS_CONSTRAINTS))
+    spos_lower: float = field(default=0.0, metadata=rule("number", min=0.0))
+    spos_upper: float = field(default=1.0, metadata=rule("number", min=0.0))
+    spos_max_tries: int = field(default=100, metadata=rule("int", min=1))
+    flops_func: str | None = field(default=None, metadata=rule("str", form=_FLOPS_SPEC, optional=True))
+    flops_lb: float | None = field(default=None, metadata=rule("number", optional=True))
+    flops_ub: float | None = field(default=None, metadata=rule("number", optional=True))
+    flops_bin_num: int = field(default=7, metadata=rule("int", min=1))
+    flops_sample_timeout: int = field(default=500, metadata=rule("int", min=1))
+    precision: str = field(default="fp32", metadata=rule("choice", valid=PRECISIONS))
+    seed: int = field(default=0, metadata=rule("int", min=0))
+    threads: int = field(default=1, metadata=rule("int", min=1))
+    device: str = field(default="auto", metadata=rule("choice", valid=DEVICES))
+    cpus_per_replica: float = field(default=1.0, metadata=rule("number", min=0.0))
+    bn_sync_buffers: bool = field(default=True, metadata=rule("bool"))
+    max_failures: int = field(default=3, metadata=rule("int", min=0))
+    log_every: int = field(default=20, metadata=rule("int", min=1))
+    checkpoint_every: int = field(default=1, metadata=rule("int", min=1))
+    keep_checkpoints: int = field(default=2, metadata=rule("int", min=0))
+    progress: bool = field(default=True, metadata=rule("bool"))
+    tensorboard: bool = field(default=True, metadata=rule("bool"))
+    dist_timeout_s: float = field(default=120.0, metadata=rule("number", min=0.0, strict=True))
+    distill: float = field(default=0.0, metadata=rule("number", min=0.0, max=1.0))
+    allreduce: str = field(default="auto", metadata=rule("choice", valid=ALLREDUCES))
 
     def __post_init__(self) -> None:
-        self._check_int("replicas", minimum=1)
-        if self.epochs is not None:
-            self._check_int("epochs", minimum=0)
-        self._check_int("batch_size", minimum=1)
-        self._check_choice("optimizer", OPTIMIZERS)
-        self._check_number("lr", minimum=0.0, strict=True)
-        self._check_number("momentum", minimum=0.0)
-        if self.momentum >= 1.0:
-            raise ConfigError(f"supernet.momentum must be in [0, 1), got {self.momentum!r}")
-        self._check_bool("nesterov")
-        self._check_number("weight_decay", minimum=0.0)
-        self._check_choice("lr_schedule", LR_SCHEDULES)
-        self._check_number("warmup_epochs", minimum=0.0)
-        if self.grad_clip is not None:
-            self._check_number("grad_clip", minimum=0.0, strict=True)
-        self._check_choice("sampling", SAMPLINGS)
-        self._check_choice("algorithm", tuple(_ALGORITHM_REGISTRY))  # the registry, read live
-        self._check_number("arch_lr", minimum=0.0, strict=True)
-        self._check_number("arch_weight_decay", minimum=0.0)
-        self._check_number("arch_warmup_epochs", minimum=0.0)
-        if not _is_int(self.darts_order) or self.darts_order not in DARTS_ORDERS:
-            raise ConfigError(f"supernet.darts_order must be one of 1, 2, got {self.darts_order!r}")
-        self._check_number("enas_entropy_weight", minimum=0.0)
-        self._check_number("enas_baseline_decay", minimum=0.0)
-        if self.enas_baseline_decay > 1.0:
-            raise ConfigError(f"supernet.enas_baseline_decay must be <= 1.0, got {self.enas_baseline_decay!r}")
-        self._check_int("enas_lstm_size", minimum=1)
-        self._check_number("enas_tanh_constant", minimum=0.0, strict=True)
-        self._check_int("spos_bins", minimum=1)
-        self._check_choice("spos_constraint", SPOS_CONSTRAINTS)
-        self._check_number("spos_lower", minimum=0.0)
-        self._check_number("spos_upper", minimum=0.0)
+        check_fields(self, "supernet")  # each field's rule, then the rules between fields
         if not self.spos_lower < self.spos_upper <= 1.0:
             raise ConfigError(
                 "supernet.spos_lower < supernet.spos_upper <= 1.0 must hold, got "
                 f"spos_lower={self.spos_lower!r}, spos_upper={self.spos_upper!r}"
             )
-        self._check_int("spos_max_tries", minimum=1)
         self._check_flops()
-        self._check_choice("precision", PRECISIONS)
-        self._check_int("seed", minimum=0)
-        self._check_int("threads", minimum=1)
-        self._check_choice("device", DEVICES)
-        self._check_number("cpus_per_replica", minimum=0.0)
-        self._check_bool("bn_sync_buffers")
-        self._check_int("max_failures", minimum=0)
-        self._check_int("log_every", minimum=1)
-        self._check_int("checkpoint_every", minimum=1)
-        self._check_int("keep_checkpoints", minimum=0)
-        self._check_bool("progress")
-        self._check_bool("tensorboard")
-        self._check_number("dist_timeout_s", minimum=0.0, strict=True)
-        self._check_number("distill", minimum=0.0)
-        if self.distill > 1.0:
-            raise ConfigError(f"supernet.distill must be between 0 and 1, got {self.distill!r}")
         if self.distill > 0 and self.algorithm in LEARNABLE_ALGORITHMS:
             raise ConfigError(
                 f"supernet.distill works with sampled paths (random, fair, spos), not with "
                 f"supernet.algorithm={self.algorithm!r}; got distill={self.distill!r}"
             )
-        self._check_choice("allreduce", ALLREDUCES)
 
     @property
     def total_epochs(self) -> int:
         """``epochs``, or the algorithm's default (``DEFAULT_EPOCHS``) when it is ``None``."""
         return DEFAULT_EPOCHS[self.algorithm] if self.epochs is None else self.epochs
 
-    # -- checks ---------------------------------------------------------------------------
+    # -- rules between fields --------------------------------------------------------------
 
     def _check_flops(self) -> None:
-        self._check_int("flops_bin_num", minimum=1)
-        self._check_int("flops_sample_timeout", minimum=1)
-        func = self.flops_func
-        if func is None:
+        """``flops_func`` needs ``spos`` and both bounds, ``flops_lb < flops_ub``; bounds need it."""
+        if self.flops_func is None:
             for name in ("flops_lb", "flops_ub"):
                 if getattr(self, name) is not None:
                     raise ConfigError(
@@ -278,52 +225,19 @@ class SupernetConfig:
                         f"got {name}={getattr(self, name)!r}"
                     )
             return
-        if not isinstance(func, str) or not _is_flops_spec(func):
-            raise ConfigError(
-                "supernet.flops_func must be a method name of the model (e.g. get_candidate_flops) or "
-                f"'package.module:function', got {func!r}"
-            )
         if self.algorithm != "spos":
             raise ConfigError(
                 f"supernet.flops_func works with supernet.algorithm 'spos', got algorithm={self.algorithm!r} "
-                f"with flops_func={func!r}"
+                f"with flops_func={self.flops_func!r}"
             )
         for name in ("flops_lb", "flops_ub"):
-            value = getattr(self, name)
-            if value is None:
+            if getattr(self, name) is None:
                 raise ConfigError(f"supernet.{name} must be a number when supernet.flops_func is set, got None")
-            if not _is_number(value) or not math.isfinite(value):
-                raise ConfigError(f"supernet.{name} must be a finite number, got {value!r}")
         if not self.flops_lb < self.flops_ub:
             raise ConfigError(
                 "supernet.flops_lb < supernet.flops_ub must hold, got "
                 f"flops_lb={self.flops_lb!r}, flops_ub={self.flops_ub!r}"
             )
-
-    def _check_int(self, name: str, *, minimum: int) -> None:
-        value = getattr(self, name)
-        if not _is_int(value):
-            raise ConfigError(f"supernet.{name} must be an integer, got {value!r}")
-        if value < minimum:
-            raise ConfigError(f"supernet.{name} must be >= {minimum}, got {value!r}")
-
-    def _check_number(self, name: str, *, minimum: float, strict: bool = False) -> None:
-        value = getattr(self, name)
-        if not _is_number(value):
-            raise ConfigError(f"supernet.{name} must be a number, got {value!r}")
-        if value < minimum or (strict and value == minimum):
-            rule = ">" if strict else ">="
-            raise ConfigError(f"supernet.{name} must be {rule} {minimum}, got {value!r}")
-
-    def _check_bool(self, name: str) -> None:
-        value = getattr(self, name)
-        if not isinstance(value, bool):
-            raise ConfigError(f"supernet.{name} must be true or false, got {value!r}")
-
-    def _check_choice(self, name: str, valid: tuple[str, ...]) -> None:
-        value = getattr(self, name)
-        if value not in valid:
-            raise ConfigError(f"supernet.{name} must be one of {', '.join(valid)}, got {value!r}")
 
     # -- conversions ----------------------------------------------------------------------
 
@@ -341,13 +255,7 @@ class SupernetConfig:
         """
         if data is None:
             return cls()
-        if not isinstance(data, Mapping):
-            raise ConfigError(f"the supernet section must be a mapping of settings, got {type(data).__name__}")
-        valid = cls.field_names()
-        for key in data:
-            if key not in valid:
-                raise ConfigError(f"unknown supernet setting {key!r} (valid: {', '.join(valid)})")
-        return cls(**dict(data))
+        return cls(**dict(check_keys(data, cls.field_names(), SECTION)))
 
     def to_dict(self) -> dict[str, Any]:
         """The settings as a plain dict (JSON-able; the inverse of :meth:`from_dict`)."""
@@ -355,8 +263,5 @@ class SupernetConfig:
 
     def replace(self, **changes: Any) -> SupernetConfig:
         """A copy with some settings changed (checked like a fresh config)."""
-        valid = self.field_names()
-        for key in changes:
-            if key not in valid:
-                raise ConfigError(f"unknown supernet setting {key!r} (valid: {', '.join(valid)})")
+        check_keys(changes, self.field_names(), SECTION)
         return dataclasses.replace(self, **changes)

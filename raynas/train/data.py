@@ -23,8 +23,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 
-from raynas.nas.utils import batch_size, first_examples, snapshot, to_device  # noqa: F401 (re-exported)
+from raynas.nas.utils import to_device
 from raynas.train.config import ConfigError, SupernetConfig
+from searchers.errors import ConfigTypeError
 
 __all__ = [
     "Batches",
@@ -32,10 +33,7 @@ __all__ = [
     "data_factory",
     "resolve_data",
     "steps_per_epoch",
-    "to_device",
-    "batch_size",
     "first_examples",
-    "snapshot",
 ]
 
 
@@ -68,18 +66,18 @@ def resolve_data(data: Any, kwargs: Mapping[str, Any] | None = None) -> Mapping[
     """The one way to the data splits: anything :func:`data_factory` takes, called when it is a function.
 
     Raises:
-        KeyError: the splits have no ``train`` entry.
-        TypeError: the data is neither a mapping nor something that returns one.
+        ConfigError: the splits have no ``train`` entry.
+        ConfigTypeError: the data is neither a mapping nor something that returns one.
     """
     data = data_factory(data, kwargs)
     if callable(data) and not isinstance(data, Mapping):
         data = data()
     if not isinstance(data, Mapping):
-        raise TypeError(
+        raise ConfigTypeError(
             f"data must be a mapping of split -> dataset or a callable returning one, got {type(data).__name__}"
         )
     if "train" not in data:
-        raise KeyError(f"the data has no 'train' split (splits: {', '.join(map(str, data)) or 'none'})")
+        raise ConfigError(f"the data has no 'train' split (splits: {', '.join(map(str, data)) or 'none'})")
     return data
 
 
@@ -96,6 +94,20 @@ def steps_per_epoch(n_train: int, config: SupernetConfig, world_size: int) -> in
             f"({n_train} training samples / {world_size} replicas)"
         )
     return steps
+
+
+def first_examples(x: Any, n: int) -> Any:
+    """The first ``n`` examples of a batch of any structure (every tensor sliced along dim 0)."""
+    if isinstance(x, torch.Tensor):
+        return x[:n] if x.dim() > 0 else x
+    if isinstance(x, tuple):
+        items = [first_examples(t, n) for t in x]
+        return type(x)(*items) if hasattr(x, "_fields") else tuple(items)
+    if isinstance(x, list):
+        return [first_examples(t, n) for t in x]
+    if isinstance(x, Mapping):
+        return {k: first_examples(v, n) for k, v in x.items()}
+    return x
 
 
 class Batches:

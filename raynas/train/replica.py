@@ -47,6 +47,7 @@ from raynas.train.resolve import resolve_device, resolve_factory
 from raynas.train.sampling import build_mutator
 from raynas.train.step import WeightStep
 from raynas.train.sync import GradientSync, NoSync, choose_sync, join_process_group, leave_process_group, shm_capable
+from searchers.errors import ConfigTypeError
 
 __all__ = ["SupernetReplica", "MutatorFactory"]
 
@@ -136,7 +137,7 @@ class SupernetReplica:
         torch.manual_seed(cfg.seed)
         model = factory()
         if not isinstance(model, nn.Module):
-            raise TypeError(f"the model factory must return an nn.Module, got {type(model).__name__}")
+            raise ConfigTypeError(f"the model factory must return an nn.Module, got {type(model).__name__}")
         self.model = model.to(self.device).train()
         self.train_data = Batches(splits["train"], self.device)
         example = self.train_data.take(torch.arange(min(2, len(self.train_data))))[0]

@@ -13,6 +13,7 @@ per report, not per step; gradients flow between the actors only (one all-reduce
 
 from __future__ import annotations
 
+import abc
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -24,26 +25,28 @@ from raynas.train.config import SupernetConfig
 from raynas.train.replica import MutatorFactory, SupernetReplica
 from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 
-__all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
+__all__ = ["ReplicaFailure", "ReplicaGroup", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
 
 
 class ReplicaFailure(RuntimeError):
     """A replica died (actor killed, process killed, node lost) or lost its peers."""
 
 
-class LocalReplicas:
-    """One replica in the calling process (local mode: no Ray, ``pdb`` works).
+class ReplicaGroup(abc.ABC):
+    """The replicas of one training run, which :func:`raynas.train.train_supernet` drives the same
+    way in the calling process (:class:`LocalReplicas`) or as Ray actors (:class:`RayReplicas`).
 
     Args:
         factory: model factory (callable or ``"module:function"``).
         data: the data splits (see :func:`raynas.train.data.resolve_data`).
-        config: the settings (``replicas`` is ignored: local mode has one).
+        config: the settings.
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
         criterion: the loss (default cross-entropy).
     """
 
-    local = True
+    #: the replicas run in the calling process
+    local: bool = False
 
     def __init__(
         self,
@@ -55,17 +58,61 @@ class LocalReplicas:
         trace: bool = False,
         criterion: Callable | None = None,
     ):
-        self.replica = SupernetReplica(
-            factory=factory,
-            data=data,
-            config=config,
-            rank=0,
-            world_size=1,
-            mutator_factory=mutator_factory,
-            trace=trace,
-            criterion=criterion,
-        )
-        self.world_size = 1
+        self.factory = factory
+        self.data = data
+        self.config = config
+        self.mutator_factory = mutator_factory
+        self.trace = trace
+        self.criterion = criterion
+        self.world_size = 1 if self.local else config.replicas
+
+    def replica_kwargs(self, rank: int) -> dict[str, Any]:
+        """The arguments of rank ``rank``'s :class:`~raynas.train.replica.SupernetReplica`."""
+        return {
+            "factory": self.factory,
+            "data": self.data,
+            "config": self.config,
+            "rank": rank,
+            "world_size": self.world_size,
+            "mutator_factory": self.mutator_factory,
+            "trace": self.trace,
+            "criterion": self.criterion,
+        }
+
+    @property
+    @abc.abstractmethod
+    def handles(self) -> list[Any]:
+        """The Ray actor handles, in rank order (none in local mode)."""
+
+    @abc.abstractmethod
+    def start(self, checkpoint: Mapping[str, Any] | None) -> list[ReplicaInfo]:
+        """Start the replicas and set them up from ``checkpoint``; one info per replica."""
+
+    @abc.abstractmethod
+    def run(self, n_steps: int) -> list[StepReport]:
+        """Every replica runs ``n_steps`` steps; their reports in rank order."""
+
+    @abc.abstractmethod
+    def end_epoch(self) -> None:
+        """Every replica finishes the epoch."""
+
+    @abc.abstractmethod
+    def state(self) -> list[ReplicaState]:
+        """Rank 0's full state, the others' rank states (rank order)."""
+
+    @abc.abstractmethod
+    def shutdown(self) -> None:
+        """Release what :meth:`start` took (idempotent)."""
+
+
+class LocalReplicas(ReplicaGroup):
+    """One replica in the calling process (local mode: no Ray, ``pdb`` works); ``config.replicas`` is ignored."""
+
+    local = True
+
+    def __init__(self, **settings: Any):  # the settings of ReplicaGroup
+        super().__init__(**settings)
+        self.replica = SupernetReplica(**self.replica_kwargs(0))
         self._threads: int | None = None
 
     @property
@@ -144,37 +191,12 @@ class ReplicaActor:
         return self.replica.digest()
 
 
-class RayReplicas:
-    """R replica actors in one ``torch.distributed`` group (gloo on CPU, nccl on GPU).
+class RayReplicas(ReplicaGroup):
+    """``config.replicas`` replica actors in one ``torch.distributed`` group (gloo on CPU, nccl on
+    GPU); a mapping of data splits is put in the object store once."""
 
-    Args:
-        factory: model factory (callable or ``"module:function"``).
-        data: the data splits; a mapping is put in the object store once.
-        config: the settings (``replicas``, ``cpus_per_replica``, ``device``, ...).
-        mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
-        trace: record per-step digests and paths.
-        criterion: the loss (default cross-entropy).
-    """
-
-    local = False
-
-    def __init__(
-        self,
-        *,
-        factory: Any,
-        data: Any,
-        config: SupernetConfig,
-        mutator_factory: MutatorFactory | None = None,
-        trace: bool = False,
-        criterion: Callable | None = None,
-    ):
-        self.factory = factory
-        self.data = data
-        self.config = config
-        self.mutator_factory = mutator_factory
-        self.trace = trace
-        self.criterion = criterion
-        self.world_size = config.replicas
+    def __init__(self, **settings: Any):  # the settings of ReplicaGroup
+        super().__init__(**settings)
         self.actors: list[Any] = []
 
     @property
@@ -202,19 +224,7 @@ class RayReplicas:
             num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
         )
         data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
-        self.actors = [
-            cls.remote(
-                factory=self.factory,
-                data=data,
-                config=self.config,
-                rank=rank,
-                world_size=self.world_size,
-                mutator_factory=self.mutator_factory,
-                trace=self.trace,
-                criterion=self.criterion,
-            )
-            for rank in range(self.world_size)
-        ]
+        self.actors = [cls.remote(**{**self.replica_kwargs(rank), "data": data}) for rank in range(self.world_size)]
         if self.world_size > 1:
             address = self._get([self.actors[0].address.remote()])[0]
             placements = self._get([a.placement.remote() for a in self.actors])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -10,6 +11,7 @@ import torch
 from torch import nn
 
 from raynas.train.config import ConfigError, SupernetConfig
+from searchers.errors import ConfigTypeError
 
 __all__ = ["resolve_device", "resolve_factory"]
 
@@ -36,13 +38,27 @@ def resolve_factory(
     process; picklable when the function is (a module function, with ``kwargs`` bound by a partial).
 
     Raises:
-        ValueError: a string that does not import (see :func:`raynas.nas.space.load_factory`).
-        TypeError: the factory is not callable.
+        ConfigError: a string that does not import (see :func:`raynas.nas.space.load_factory`).
+        ConfigTypeError: the factory is not callable, or its signature does not take ``kwargs``.
     """
     from raynas.nas.space import load_factory
     from raynas.nas.utils import ScopedFactory
 
     fn = load_factory(factory) if isinstance(factory, str) else factory
     if not callable(fn):
-        raise TypeError(f"model factory {factory!r} is a {type(fn).__name__}, not a callable")
+        raise ConfigTypeError(f"model factory {factory!r} is a {type(fn).__name__}, not a callable")
+    _check_kwargs(factory, fn, kwargs or {})
     return ScopedFactory(functools.partial(fn, **kwargs) if kwargs else fn)  # the same keys in every process
+
+
+def _check_kwargs(factory: Any, fn: Callable, kwargs: Mapping[str, Any]) -> None:
+    """Bind ``kwargs`` to ``fn``'s signature, so that a ``TypeError`` raised later by the call is
+    the factory's own (a bug, with its traceback) and never mistaken for bad arguments."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):  # no signature to read (a builtin): the call will tell
+        return
+    try:
+        signature.bind(**kwargs)
+    except TypeError as exc:
+        raise ConfigTypeError(f"factory {factory!r} rejected kwargs {dict(kwargs)!r}: {exc}") from None

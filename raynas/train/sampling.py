@@ -43,7 +43,7 @@ def resolve_flops_func(model: nn.Module, spec: str) -> Callable[[dict[str, torch
 
         try:
             func = load_factory(spec)
-        except ValueError as exc:
+        except ConfigError as exc:
             raise ConfigError(f"supernet.flops_func cannot be loaded ({exc}), got {spec!r}") from None
         if not callable(func):
             raise ConfigError(f"supernet.flops_func must name a function, got {spec!r} ({type(func).__name__})")

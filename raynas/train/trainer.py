@@ -24,7 +24,7 @@ from raynas.train.config import SupernetConfig
 from raynas.train.replica import MutatorFactory
 from raynas.train.replicas import LocalReplicas, RayReplicas, ReplicaFailure
 from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
-from searchers.errors import RaynasError
+from searchers.errors import ConfigTypeError, RaynasError
 
 __all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
 
@@ -75,7 +75,7 @@ def _as_config(config: SupernetConfig | Mapping[str, Any] | None) -> SupernetCon
         return config
     if isinstance(config, Mapping):
         return SupernetConfig.from_dict(config)
-    raise TypeError(f"config must be a SupernetConfig or a mapping, got {type(config).__name__}")
+    raise ConfigTypeError(f"config must be a SupernetConfig or a mapping, got {type(config).__name__}")
 
 
 def _builtin_callbacks(config: SupernetConfig) -> list[Callback]:
@@ -132,7 +132,7 @@ def train_supernet(
     """
     config = _as_config(config)
     if not isinstance(local, bool):
-        raise TypeError(f"local must be True or False, got {local!r}")
+        raise ConfigTypeError(f"local must be True or False, got {local!r}")
     out = Path(out_dir)
     start_time = time.perf_counter()
     initial = _resume_checkpoint(out, resume)
@@ -142,7 +142,7 @@ def train_supernet(
     cbs = _builtin_callbacks(config) + list(callbacks)
     for cb in cbs:
         if not isinstance(cb, Callback):
-            raise TypeError(f"callbacks must be raynas.train.Callback instances, got {type(cb).__name__}")
+            raise ConfigTypeError(f"callbacks must be raynas.train.Callback instances, got {type(cb).__name__}")
     run = RunInfo(config=config, out_dir=out, local=local)
     group_cls = LocalReplicas if local else RayReplicas
     state = _RunState(checkpoint=initial, last_written=None, traces=[[] for _ in range(world)])

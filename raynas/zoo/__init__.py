@@ -11,6 +11,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
+from searchers.errors import ConfigError
+
 __all__ = ["BUILTINS", "builtin"]
 
 BUILTINS = ("mnist1d", "digits", "cifar10")
@@ -20,8 +22,8 @@ def builtin(name: str) -> ModuleType:
     """The built-in module called ``name``.
 
     Raises:
-        ValueError: unknown name (the message lists the built-ins).
+        ConfigError: unknown name (the message lists the built-ins).
     """
     if name not in BUILTINS:
-        raise ValueError(f"unknown built-in dataset {name!r} (valid: {', '.join(BUILTINS)})")
+        raise ConfigError(f"unknown built-in dataset {name!r} (valid: {', '.join(BUILTINS)})")
     return importlib.import_module(f"raynas.zoo.{name}")

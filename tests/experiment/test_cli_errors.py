@@ -34,7 +34,7 @@ def experiment(tmp_path_factory):
 CASES = [
     ("missing config", lambda s, r, f: ["search", str(f / "missing.yaml")], "config file", "does not exist"),
     ("unparsable config", lambda s, r, f: ["search", str(f / "bad.yaml")], "is not valid YAML", None),
-    ("unknown key", lambda s, r, f: ["search", *sets(s, "new"), "--set", "search.nope=1"], "unknown key search.nope", "valid: searcher"),
+    ("unknown key", lambda s, r, f: ["search", *sets(s, "new"), "--set", "search.nope=1"], "unknown key 'nope' in section 'search'", "valid keys: searcher"),
     ("unknown section", lambda s, r, f: ["search", "--set", "serch.num_samples=1"], "unknown section 'serch'", "valid: experiment"),
     ("bad factory", lambda s, r, f: ["search", *sets(s, "new"), "--set", "model.factory=no_such_pkg.models:build"], "cannot import module 'no_such_pkg.models'", None),
     ("missing factory name", lambda s, r, f: ["search", *sets(s, "new"), "--set", "model.factory=raynas.zoo.mnist1d:nope"], "has no attribute 'nope'", None),

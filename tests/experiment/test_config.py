@@ -42,8 +42,8 @@ def test_explicit_supernet_seed_wins():
     ("overrides", "match"),
     [
         (["nosuch.key=1"], r"unknown section 'nosuch'.*valid: experiment, model, data, supernet, search, retrain"),
-        (["search.nope=1"], r"unknown key search.nope \(valid: searcher, searcher_kwargs"),
-        (["supernet.nope=1"], r"unknown supernet setting 'nope' \(valid: replicas"),
+        (["search.nope=1"], r"unknown key 'nope' in section 'search' \(valid keys: searcher, searcher_kwargs"),
+        (["supernet.nope=1"], r"unknown key 'nope' in section 'supernet' \(valid keys: replicas"),
         (["supernet.epochs=-1"], r"supernet.epochs must be >= 0, got -1"),
         (["search.mode=up"], r"search.mode must be one of max, min, got 'up'"),
         (["search.metric=acc"], r"search.metric must be one of val_accuracy, val_loss, got 'acc'"),
@@ -78,3 +78,9 @@ def test_bad_files(tmp_path):
     section.write_text("search: 3\n")
     with pytest.raises(ConfigError, match="section 'search' must be a mapping"):
         load_config(section)
+
+
+@pytest.mark.parametrize("section", ["experiment", "model", "data", "supernet", "search", "retrain"])
+def test_unknown_keys_read_the_same_in_every_section(section):
+    with pytest.raises(ConfigError, match=rf"^unknown key 'nope' in section '{section}' \(valid keys: \w+, \w+"):
+        load_config(None, [f"{section}.nope=1"])

@@ -28,7 +28,7 @@ def test_build_config_takes_dotted_keys_sections_files_and_configs(tmp_path):
 @pytest.mark.parametrize(
     ("overrides", "match"),
     [
-        ({"supernet.bogus": 1}, r"unknown supernet setting 'bogus' \(valid: replicas"),
+        ({"supernet.bogus": 1}, r"unknown key 'bogus' in section 'supernet' \(valid keys: replicas"),
         ({"nosuch.key": 1}, r"unknown section 'nosuch'"),
         ({"supernet": 3}, r"override 'supernet' names a section, so its value must be a mapping, got 3"),
         ({"supernet.epochs": -1}, r"epochs"),

@@ -18,14 +18,16 @@ from torch import nn
 
 import raynas.nas.classic_nas as nni
 from raynas.nas import InputChoice, LayerChoice
-from raynas.nas.classic_nas import (
-    NNI_GEN_SEARCH_SPACE,
+from raynas.nas.classic_launch import (
     ClassicNASError,
-    first_candidates,
     generate_search_space_from_command,
-    get_and_apply_next_architecture,
     result_rows,
     run_classic_nas,
+)
+from raynas.nas.classic_nas import (
+    NNI_GEN_SEARCH_SPACE,
+    first_candidates,
+    get_and_apply_next_architecture,
 )
 from raynas.nas.trial import trial_context, with_nni_trial
 from searchers import RandomTuner, SearchSpaceError, to_exported
@@ -316,9 +318,9 @@ def test_classic_nas_cli_with_evolution_tuner(ray_local, tmp_path):
 def test_run_classic_nas_rejects_bad_options(tmp_path):
     with pytest.raises(FileNotFoundError, match="trial script"):
         run_classic_nas(tmp_path / "missing.py", search_space=SCRIPT_SPACE)
-    with pytest.raises(ClassicNASError, match="mode must be 'max' or 'min', got 'maximize'"):
+    with pytest.raises(ClassicNASError, match="mode must be one of max, min, got 'maximize'"):
         run_classic_nas(SCRIPT, search_space=SCRIPT_SPACE, mode="maximize")
-    with pytest.raises(ClassicNASError, match="num_samples must be an int >= 1, got 0"):
+    with pytest.raises(ClassicNASError, match="num_samples must be >= 1, got 0"):
         run_classic_nas(SCRIPT, search_space=SCRIPT_SPACE, num_samples=0)
     with pytest.raises(SearchSpaceError):
         run_classic_nas(SCRIPT, search_space={"op": {"_type": "layer_choice", "_value": []}})

@@ -15,6 +15,7 @@ from raynas.nas import (
     to_decisions,
 )
 from raynas.zoo.mnist1d import build_supernet
+from searchers.errors import CheckpointError
 
 ARCH = {
     "op0": "conv7",
@@ -39,6 +40,17 @@ def test_every_value_form_fixes_the_same_architecture():
         "skip3": ["stem", "op1"],
     }
     json.dumps(mutator.export())
+
+
+def test_fixing_makes_the_exported_form_once(monkeypatch):
+    from raynas.nas import fixed
+
+    calls = []
+    real = fixed.to_exported
+    monkeypatch.setattr(fixed, "to_exported", lambda *args: calls.append(args) or real(*args))
+    mutator = apply_fixed_architecture(build_supernet(), ARCH)
+    assert mutator.export()["op0"] == "conv7" and mutator.export()["skip1"] == []
+    assert len(calls) == 1
 
 
 def test_fixing_prunes_single_choice_layer_choices():
@@ -170,11 +182,11 @@ def test_copy_supernet_weights_reports_missing_and_misshapen_weights():
     apply_fixed_architecture(fixed, ARCH)
     state = build_supernet().state_dict()
     del state["ops.0.conv7.0.weight"]
-    with pytest.raises(KeyError, match=r"no 'ops.0.conv7.0.weight' \(for 'ops.0.0.weight'"):
+    with pytest.raises(CheckpointError, match=r"no 'ops.0.conv7.0.weight' \(for 'ops.0.0.weight'"):
         copy_supernet_weights(state, fixed)
     state = build_supernet().state_dict()
     state["head.weight"] = torch.zeros(3, 3)
-    with pytest.raises(ValueError, match=r"'head.weight' is \(3, 3\)"):
+    with pytest.raises(CheckpointError, match=r"'head.weight' is \(3, 3\)"):
         copy_supernet_weights(state, fixed)
 
 

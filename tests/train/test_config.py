@@ -35,7 +35,9 @@ def test_frozen_and_keyword_only():
         ("replicas", 0, ["supernet.replicas", ">= 1", "0"]),
         ("replicas", 1.5, ["supernet.replicas", "integer", "1.5"]),
         ("lr", 0, ["supernet.lr", "> 0"]),
-        ("momentum", 1.0, ["supernet.momentum", "[0, 1)"]),
+        ("momentum", 1.0, ["supernet.momentum", ">= 0.0 and < 1.0", "got 1.0"]),
+        ("momentum", -0.5, ["supernet.momentum", ">= 0.0 and < 1.0", "got -0.5"]),
+        ("lr", float("inf"), ["supernet.lr", "finite number", "inf"]),
         ("progress", "yes", ["supernet.progress", "true or false"]),
         ("device", "tpu", ["supernet.device", "auto, cpu, cuda"]),
         ("spos_lower", 0.8, ["spos_lower", "spos_upper"]),
@@ -63,7 +65,7 @@ def test_bad_values_name_key_value_and_rule(key, value, words):
 
 
 def test_from_dict_rejects_unknown_keys_listing_valid_ones():
-    with pytest.raises(ConfigError, match=r"unknown supernet setting 'epoch' \(valid: replicas, epochs"):
+    with pytest.raises(ConfigError, match=r"unknown key 'epoch' in section 'supernet' \(valid keys: replicas, epochs"):
         SupernetConfig.from_dict({"epoch": 3})
     with pytest.raises(ConfigError, match="mapping"):
         SupernetConfig.from_dict([("epochs", 3)])  # type: ignore[arg-type]
@@ -75,7 +77,7 @@ def test_replace_checks_like_a_fresh_config():
     assert (config.epochs, config.sampling) == (3, "independent")
     with pytest.raises(ConfigError, match="supernet.epochs"):
         config.replace(epochs=-1)
-    with pytest.raises(ConfigError, match="unknown supernet setting 'nope'"):
+    with pytest.raises(ConfigError, match=r"unknown key 'nope' in section 'supernet' \(valid keys: replicas"):
         config.replace(nope=1)
 
 
@@ -122,3 +124,12 @@ def test_spos_flops_settings_take_nnis_defaults_and_both_spec_forms():
     assert config.replace(flops_func="my_pkg.flops:count").flops_func == "my_pkg.flops:count"
     plain = SupernetConfig()
     assert (plain.flops_func, plain.flops_lb, plain.flops_ub) == (None, None, None)  # spos on profiled costs
+
+
+def test_the_algorithm_rule_reads_the_registry_live(monkeypatch):
+    from raynas.nas import algorithms
+
+    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, got 'mine'"):
+        SupernetConfig(algorithm="mine")
+    monkeypatch.setitem(algorithms.ALGORITHMS, "mine", algorithms.ALGORITHMS["random"])
+    assert SupernetConfig(algorithm="mine").algorithm == "mine"

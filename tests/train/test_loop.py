@@ -10,6 +10,7 @@ import torch
 from raynas.nas import LayerChoice, Mutator
 from raynas.train import ConfigError, SupernetReplica, lr_at, parameter_digest, train_supernet
 from raynas.train.data import resolve_data, steps_per_epoch
+from searchers.errors import ConfigTypeError
 from tests.train.conftest import FACTORY, small_config
 
 
@@ -133,9 +134,9 @@ def test_user_errors(small_data):
     if not torch.cuda.is_available():
         with pytest.raises(ConfigError, match="fp16.*CUDA"):
             _replica(small_data, precision="fp16")
-    with pytest.raises(KeyError, match="no 'train' split"):
+    with pytest.raises(ConfigError, match="no 'train' split"):
         resolve_data({"val": small_data["val"]})
-    with pytest.raises(TypeError, match="mapping of split"):
+    with pytest.raises(ConfigTypeError, match="mapping of split"):
         resolve_data(42)
     with pytest.raises(ValueError, match="factory"):
         _bad = SupernetReplica(factory="no_colon", data=small_data, config=small_config())
@@ -182,7 +183,7 @@ def test_in_place_distillation_trains_the_largest_path_every_step(tmp_path, smal
 @pytest.mark.parametrize(
     ("changes", "message"),
     [
-        ({"distill": 1.5}, "supernet.distill must be between 0 and 1, got 1.5"),
+        ({"distill": 1.5}, "supernet.distill must be >= 0.0 and <= 1.0, got 1.5"),
         ({"distill": 0.5, "algorithm": "darts"}, r"supernet.distill works with sampled paths \(random, fair, spos\), not with supernet.algorithm='darts'"),
     ],
 )
