@@ -1,0 +1,6 @@
+"""ENAS (Pham et al. 2018), as NNI v1.9's ``nni.nas.pytorch.enas``: :class:`EnasMutator` and :class:`EnasTrainer`."""
+
+from raynas.nas.enas.controller import EnasConfigError
+from raynas.nas.enas.mutator import EnasMutator
+
+__all__ = ["EnasConfigError", "EnasMutator"]
