@@ -157,6 +157,22 @@ class DartsMutator(LearnableMutator):
             self.__dict__["_arch_optimizer"] = opt
         return opt
 
+    def configure_arch_optimizer(
+        self, *, lr: float, betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 1e-3
+    ) -> torch.optim.Optimizer:
+        """Replace :attr:`arch_optimizer` by a fresh Adam with these settings (what
+        :class:`~raynas.nas.darts.DartsTrainer` does with its ``arc_learning_rate``, as NNI's
+        trainer builds its own Adam over ``mutator.parameters()``).
+
+        Raises:
+            DartsConfigError: a setting breaks its rule.
+        """
+        _check_number("lr", lr, minimum=0.0, strict=True)
+        _check_number("weight_decay", weight_decay, minimum=0.0)
+        self._adam = {"lr": float(lr), "betas": tuple(float(b) for b in betas), "weight_decay": float(weight_decay)}
+        self.__dict__["_arch_optimizer"] = None
+        return self.arch_optimizer
+
     def device(self) -> torch.device | None:
         """The device of the alphas (NNI's ``DartsMutator.device()``); ``None`` without any."""
         for alpha in self.choices.values():
@@ -280,6 +296,7 @@ class DartsMutator(LearnableMutator):
         reduce: Reduce | None = None,
         lr: float | None = None,
         weight_decay: float = 0.0,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[str, float]:
         """One DARTS architecture step: the gradient of the architecture-batch loss in alpha
         (first order: at the current weights; second order: at the weights after a virtual SGD
@@ -289,11 +306,16 @@ class DartsMutator(LearnableMutator):
         The model's weights are left as they were (second order restores them), their
         ``.grad`` untouched; BatchNorm running statistics see the extra forward passes.
 
+        ``optimizer`` (second order): the weights' optimizer, whose first group's ``lr``,
+        ``momentum`` and ``weight_decay`` and whose momentum buffers make the virtual step
+        ``w - lr * (momentum * buffer + dw + weight_decay * w)`` (the step NNI's ``DartsTrainer``
+        means); it replaces ``lr`` and ``weight_decay``.
+
         Returns:
             ``{"arch_loss": loss on the architecture batch}`` (this replica's).
 
         Raises:
-            ValueError: ``order=2`` without ``train_batch`` or ``lr``.
+            DartsConfigError: ``order=2`` without ``train_batch``, or without ``lr`` or ``optimizer``.
         """
         criterion = criterion or nn.functional.cross_entropy
         model = self.model
@@ -310,10 +332,22 @@ class DartsMutator(LearnableMutator):
             loss = criterion(model(x), y)
             grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         else:
+            momentum: dict[int, tuple[float, torch.Tensor]] = {}
+            if optimizer is not None:
+                group = optimizer.param_groups[0]
+                lr, weight_decay = group["lr"], group.get("weight_decay", 0.0)
+                factor = float(group.get("momentum", 0.0) or 0.0)
+                for p in model.parameters():
+                    buffer = optimizer.state.get(p, {}).get("momentum_buffer")
+                    if factor and buffer is not None:
+                        momentum[id(p)] = (factor, buffer)
             if train_batch is None or lr is None:
-                raise ValueError("second-order DARTS (order=2) needs train_batch and lr for the virtual step")
+                raise DartsConfigError(
+                    "second-order DARTS (order=2, unrolled=True) needs train_batch and lr (or optimizer) "
+                    f"for the virtual step, got train_batch={'set' if train_batch is not None else None}, lr={lr!r}"
+                )
             loss, grads = self._unrolled_grads(
-                model, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay
+                model, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay, momentum
             )
         for a, g in zip(alphas, grads):
             a.grad = g.detach().clone() if g is not None else torch.zeros_like(a)
@@ -331,6 +365,7 @@ class DartsMutator(LearnableMutator):
         reduce: Reduce | None,
         lr: float,
         weight_decay: float,
+        momentum: dict[int, tuple[float, torch.Tensor]] | None = None,
     ) -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
         alphas = self.arch_parameters()
         params = [p for p in model.parameters() if p.requires_grad]
@@ -349,8 +384,12 @@ class DartsMutator(LearnableMutator):
             gw = weight_grads(criterion(model(xt), yt))
             if reduce is not None:
                 reduce(gw)
+            momentum = momentum or {}
             with torch.no_grad():
                 for p, g, b in zip(params, gw, backup):
+                    if id(p) in momentum:
+                        factor, buffer = momentum[id(p)]
+                        g = g + factor * buffer
                     p.copy_(b - lr * (g + weight_decay * b))
             # dL_arch(w', alpha) / d(alpha, w')
             self.reset()

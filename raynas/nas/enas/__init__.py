@@ -2,5 +2,6 @@
 
 from raynas.nas.enas.controller import EnasConfigError
 from raynas.nas.enas.mutator import EnasMutator
+from raynas.nas.enas.trainer import EnasTrainer
 
-__all__ = ["EnasConfigError", "EnasMutator"]
+__all__ = ["EnasConfigError", "EnasMutator", "EnasTrainer"]

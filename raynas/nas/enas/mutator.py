@@ -323,6 +323,16 @@ class EnasMutator(LearnableMutator):
 
     # -- the controller step ----------------------------------------------------------------
 
+    def reinforce_loss(self, reward: Any, baseline: float, skip_weight: float | None = None) -> torch.Tensor:
+        """NNI's REINFORCE loss of the latest sample: ``sample_log_prob * (reward - baseline)``,
+        plus ``skip_weight * sample_skip_penalty`` when ``skip_weight`` (default: the mutator's) is
+        nonzero. :meth:`arch_step` and :class:`~raynas.nas.enas.EnasTrainer` both use it."""
+        skip_weight = self.skip_weight if skip_weight is None else skip_weight
+        loss = self.sample_log_prob * (reward - baseline)
+        if skip_weight:
+            loss = loss + skip_weight * self.sample_skip_penalty
+        return loss
+
     def arch_step(
         self,
         arch_batch: tuple[torch.Tensor, torch.Tensor],
@@ -362,7 +372,7 @@ class EnasMutator(LearnableMutator):
             self.baseline = mean_reward
         else:
             self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean_reward
-        loss = self.sample_log_prob * (reward.detach() - self.baseline) + self.skip_weight * self.sample_skip_penalty
+        loss = self.reinforce_loss(reward.detach(), self.baseline)
         if loss.requires_grad:
             loss.backward()
         params = self.arch_parameters()
