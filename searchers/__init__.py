@@ -40,6 +40,7 @@ from searchers.space import (
     to_index_form,
     to_parameters,
 )
+from searchers.spos_evolution import SPOSEvolution
 
 __all__ = [
     "INPUT_CHOICE",
@@ -74,4 +75,5 @@ __all__ = [
     "RandomTuner",
     "EvolutionTuner",
     "RegularizedEvolutionTuner",
+    "SPOSEvolution",
 ]
