@@ -197,7 +197,7 @@ class ReplicableTrainer:
     def state_dict(self) -> dict[str, Any]:
         """The trainer's whole training state (weights, mutator, optimizers, counters)."""
         return {
-            "objects": {name: obj.state_dict() for name, obj in self.stateful().items()},
+            "objects": {name: obj.state_dict() for name, obj in self.stateful().items() if obj is not None},
             "extra": self.extra_state(),
         }
 

@@ -19,6 +19,7 @@ from torch import nn
 
 from raynas.nas.callbacks import Callback
 from raynas.nas.darts.mutator import DartsMutator
+from raynas.nas.replicable import TrainerOptions
 from raynas.nas.trainer import Trainer
 from raynas.nas.utils import AverageMeterGroup, to_device
 from searchers.errors import ConfigError
@@ -78,6 +79,7 @@ class DartsTrainer(Trainer):
         unrolled: bool = False,
         **options: Any,
     ):
+        TrainerOptions.from_kwargs(type(self).__name__, options)  # checked before the mutator is built
         if mutator is not None and not isinstance(mutator, DartsMutator):
             raise ConfigError(f"DartsTrainer mutator must be a DartsMutator (or None), got {type(mutator).__name__}")
         if not isinstance(unrolled, bool):

@@ -26,6 +26,7 @@ from torch import nn
 from raynas.nas.callbacks import Callback
 from raynas.nas.enas.controller import EnasConfigError
 from raynas.nas.enas.mutator import EnasMutator
+from raynas.nas.replicable import TrainerOptions
 from raynas.nas.trainer import Trainer
 from raynas.nas.utils import AverageMeterGroup, to_device
 
@@ -108,6 +109,7 @@ class EnasTrainer(Trainer):
         test_arc_per_epoch: int = 1,
         **options: Any,
     ):
+        TrainerOptions.from_kwargs(type(self).__name__, options)  # checked before the mutator is built
         if mutator is not None and not isinstance(mutator, EnasMutator):
             raise EnasConfigError(f"EnasTrainer mutator must be an EnasMutator (or None), got {type(mutator).__name__}")
         self.child_steps = _count("child_steps", child_steps)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from raynas.nas.callbacks import Callback
+from raynas.nas.replicable import TrainerOptions
 from raynas.nas.spos.mutator import SPOSSupernetTrainingMutator
 from raynas.nas.trainer import Trainer
 from raynas.nas.utils import AverageMeterGroup, to_device
@@ -69,6 +70,7 @@ class SPOSSupernetTrainer(Trainer):
         callbacks: list[Callback] | None = None,
         **options: Any,
     ):
+        TrainerOptions.from_kwargs(type(self).__name__, options)  # checked before the mutator is built
         super().__init__(
             model,
             mutator if mutator is not None else SPOSSupernetTrainingMutator(model),
