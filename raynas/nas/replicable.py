@@ -229,7 +229,7 @@ class ReplicableTrainer:
         """``value`` (a number or 0-dim tensor) averaged across replicas (itself alone)."""
         if self._replica is None:
             return value
-        t = torch.tensor([float(value)], dtype=torch.float64)
+        t = torch.tensor([float(value)], dtype=torch.float32)
         self._replica.reduce_mean([t])
         out = float(t[0])
         return torch.tensor(out, dtype=value.dtype, device=value.device) if torch.is_tensor(value) else out

@@ -98,10 +98,20 @@ class LocalReplicas:
 
 
 class ReplicaActor:
-    """The body of a replica actor (wrapped with ``ray.remote`` by :class:`RayReplicas`)."""
+    """The body of a replica actor (wrapped with ``ray.remote`` by :class:`RayReplicas`).
 
-    def __init__(self, **kwargs: Any):
-        self.replica = SupernetReplica(**kwargs)
+    Args:
+        replica_cls: the replica class the actor hosts (default :class:`SupernetReplica`; NNI's
+            trainers use :class:`raynas.train.trainer_replica.TrainerReplica`).
+        **kwargs: its constructor arguments.
+    """
+
+    def __init__(self, replica_cls: Callable[..., Any] | None = None, **kwargs: Any):
+        self.replica = (replica_cls or SupernetReplica)(**kwargs)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``replica.<method>(*args)``: a replica class's own entry points (see :meth:`RayReplicas.call`)."""
+        return getattr(self.replica, method)(*args)
 
     def address(self) -> str:
         """A ``tcp://ip:port`` rendezvous address on this actor's node (rank 0 hosts the store)."""
@@ -154,6 +164,7 @@ class RayReplicas:
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
         criterion: the loss (default cross-entropy).
+        replica_cls: the class each actor hosts (default :class:`SupernetReplica`).
     """
 
     local = False
@@ -167,6 +178,7 @@ class RayReplicas:
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable | None = None,
+        replica_cls: Callable[..., Any] | None = None,
     ):
         self.factory = factory
         self.data = data
@@ -174,6 +186,7 @@ class RayReplicas:
         self.mutator_factory = mutator_factory
         self.trace = trace
         self.criterion = criterion
+        self.replica_cls = replica_cls
         self.world_size = config.replicas
         self.actors: list[Any] = []
 
@@ -204,6 +217,7 @@ class RayReplicas:
         data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
         self.actors = [
             cls.remote(
+                replica_cls=self.replica_cls,
                 factory=self.factory,
                 data=data,
                 config=self.config,
@@ -234,6 +248,11 @@ class RayReplicas:
     def state(self) -> list[ReplicaState]:
         """Rank 0's full state, the others' rank states (rank order)."""
         return self._get([a.state.remote(rank == 0) for rank, a in enumerate(self.actors)])
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        """Every replica runs ``replica.<method>(*args)``; the results in rank order (a death
+        raises :class:`ReplicaFailure`, as :meth:`run` does)."""
+        return self._get([a.call.remote(method, *args) for a in self.actors])
 
     def digests(self) -> list[str]:
         """Every replica's parameter digest (rank order)."""
