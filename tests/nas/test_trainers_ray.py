@@ -226,3 +226,52 @@ def test_a_killed_replica_reruns_its_epoch_and_ends_as_an_uninterrupted_run(ray_
     killed, killed_model, killed_arch = run(KillOnce(str(tmp_path / "killed"), at=5))  # epoch 1, step 2
     assert (tmp_path / "killed").exists() and killed.restarts == 1 and plain.restarts == 0
     assert (killed_model, killed_arch) == (plain_model, plain_arch)
+
+
+def score_on_supernet(config, weights):
+    from ray import tune
+
+    from raynas.train import evaluate_architecture
+
+    scores = evaluate_architecture(
+        "tests.models:build_spos", config["arch"], weights=weights, data="tests.models:image_data", bn_batches=2,
+        batch_size=8, device="cpu",
+    )
+    tune.report({"val_accuracy": scores["val_accuracy"]})
+
+
+def test_spos_flow_supernet_then_evolution_through_tune(ray_local, tmp_path):
+    """NNI's SPOS flow: SPOSSupernetTrainer, then SPOSEvolution over architectures scored on the
+    supernet's weights, as a real Tune run through TunerSearcher."""
+    from ray import tune
+
+    from raynas.nas import generate_search_space
+    from searchers import SPOSEvolution, canonical_hash
+    from searchers.tune import TunerSearcher
+
+    torch.manual_seed(0)
+    model = _build(build_spos)
+    trainer = SPOSSupernetTrainer(
+        model, nn.CrossEntropyLoss(), acc, torch.optim.SGD(model.parameters(), lr=0.1), 1,
+        DataLoader(DATA["train"], batch_size=8, shuffle=True), DataLoader(DATA["val"], batch_size=8),
+        checkpoint_dir=str(tmp_path / "supernet"),
+    )
+    trainer.train(validate=False)
+    space = generate_search_space(model)
+    tuner = SPOSEvolution(
+        max_epochs=2, num_select=2, num_population=4, num_mutation=1, num_crossover=1,
+        checkpoint_dir=str(tmp_path / "evolution"),
+    )
+    searcher = TunerSearcher(tuner, search_space=space, metric="val_accuracy", mode="max")
+    results = tune.Tuner(
+        tune.with_parameters(score_on_supernet, weights=str(tmp_path / "supernet")),
+        tune_config=tune.TuneConfig(search_alg=searcher, num_samples=50, reuse_actors=True),
+        run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="spos", verbose=0),
+    ).fit()
+    assert len(results) == 8 and not results.errors  # two epochs of four, then the tuner is done
+    hashes = [canonical_hash(r.config["arch"], space) for r in results]
+    assert len(set(hashes)) == 8
+    files = sorted(p.name for p in (tmp_path / "evolution").iterdir())
+    assert files == [f"000_{i:03d}.json" for i in range(4)] + [f"{e:03d}_{i:03d}.json" for e in (1, 2) for i in range(2)]
+    best = json.loads((tmp_path / "evolution" / "002_000.json").read_text())
+    apply_fixed_architecture(_build(build_spos), best)
