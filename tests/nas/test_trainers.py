@@ -144,6 +144,43 @@ def test_darts_trainer_unrolled_moves_alphas_differently_and_restores_weights(tm
     nni_rules(_build(build_darts), arch)
 
 
+class TwoPaths(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.choice = LayerChoice([nn.Linear(3, 3), nn.Sequential(nn.Linear(3, 3), nn.Tanh())], key="op")
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(torch.tanh(self.choice(x)))
+
+
+def test_unrolled_gradient_is_the_exact_second_order_gradient_with_momentum():
+    from torch.func import functional_call
+
+    from raynas.nas.darts.unrolled import unrolled_alpha_grads, virtual_step_settings
+
+    torch.manual_seed(0)
+    model = TwoPaths().double()
+    mutator = DartsMutator(model, init_std=0.5).double()
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.3, momentum=0.9, weight_decay=0.01)
+    for p in model.parameters():
+        optimizer.state[p]["momentum_buffer"] = torch.randn_like(p)
+    xt, xa = torch.randn(16, 3, dtype=torch.float64), torch.randn(16, 3, dtype=torch.float64)
+    yt, ya = torch.randint(0, 2, (16,)), torch.randint(0, 2, (16,))
+    lr, wd, momentum = virtual_step_settings(optimizer, model)
+    _, grads = unrolled_alpha_grads(mutator, (xa, ya), (xt, yt), nn.functional.cross_entropy, None, lr, wd, momentum)
+    mutator.reset()  # the softmax weights, with their graph, for both passes below
+    params = dict(model.named_parameters())
+    inner = nn.functional.cross_entropy(functional_call(model, params, (xt,)), yt)
+    dw = torch.autograd.grad(inner, list(params.values()), create_graph=True)
+    bufs = {k: optimizer.state[p]["momentum_buffer"] for k, p in params.items()}
+    virtual = {k: p - lr * (0.9 * bufs[k] + d + wd * p) for (k, p), d in zip(params.items(), dw)}
+    outer = nn.functional.cross_entropy(functional_call(model, virtual, (xa,)), ya)
+    exact = torch.autograd.grad(outer, mutator.arch_parameters())
+    for got, want in zip(grads, exact):
+        assert torch.allclose(got, want, rtol=1e-3, atol=1e-6), (got, want)
+
+
 def test_darts_trainer_refuses_a_foreign_mutator_and_unknown_extras():
     model = _build(build_darts)
     with pytest.raises(ConfigError, match="DartsTrainer mutator must be a DartsMutator"):

@@ -33,13 +33,13 @@ mutator (over ``mutator.parameters()``); raynas' ``arch_optimizer`` is an extra.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from raynas.nas.darts.unrolled import unrolled_alpha_grads, virtual_step_settings
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
 from raynas.nas.mutables import InputChoice, LayerChoice
 from searchers.errors import ConfigError
@@ -334,20 +334,14 @@ class DartsMutator(LearnableMutator):
         else:
             momentum: dict[int, tuple[float, torch.Tensor]] = {}
             if optimizer is not None:
-                group = optimizer.param_groups[0]
-                lr, weight_decay = group["lr"], group.get("weight_decay", 0.0)
-                factor = float(group.get("momentum", 0.0) or 0.0)
-                for p in model.parameters():
-                    buffer = optimizer.state.get(p, {}).get("momentum_buffer")
-                    if factor and buffer is not None:
-                        momentum[id(p)] = (factor, buffer)
+                lr, weight_decay, momentum = virtual_step_settings(optimizer, model)
             if train_batch is None or lr is None:
                 raise DartsConfigError(
                     "second-order DARTS (order=2, unrolled=True) needs train_batch and lr (or optimizer) "
                     f"for the virtual step, got train_batch={'set' if train_batch is not None else None}, lr={lr!r}"
                 )
-            loss, grads = self._unrolled_grads(
-                model, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay, momentum
+            loss, grads = unrolled_alpha_grads(
+                self, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay, momentum
             )
         for a, g in zip(alphas, grads):
             a.grad = g.detach().clone() if g is not None else torch.zeros_like(a)
@@ -355,66 +349,6 @@ class DartsMutator(LearnableMutator):
             reduce(grads_of(alphas))
         self.arch_optimizer.step()
         return {"arch_loss": float(loss.detach())}
-
-    def _unrolled_grads(
-        self,
-        model: nn.Module,
-        arch_batch: tuple[torch.Tensor, torch.Tensor],
-        train_batch: tuple[torch.Tensor, torch.Tensor],
-        criterion: Criterion,
-        reduce: Reduce | None,
-        lr: float,
-        weight_decay: float,
-        momentum: dict[int, tuple[float, torch.Tensor]] | None = None,
-    ) -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
-        alphas = self.arch_parameters()
-        params = [p for p in model.parameters() if p.requires_grad]
-        backup = [p.detach().clone() for p in params]
-        xt, yt = train_batch
-        xa, ya = arch_batch
-
-        def weight_grads(loss: torch.Tensor) -> list[torch.Tensor]:
-            gs = torch.autograd.grad(loss, params, allow_unused=True)
-            return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
-
-        try:
-            # virtual step w' = w - lr * (dL_train/dw + wd * w), with the gradient averaged across
-            # replicas so that every replica unrolls to the same w'
-            self.weight_reset()
-            gw = weight_grads(criterion(model(xt), yt))
-            if reduce is not None:
-                reduce(gw)
-            momentum = momentum or {}
-            with torch.no_grad():
-                for p, g, b in zip(params, gw, backup):
-                    if id(p) in momentum:
-                        factor, buffer = momentum[id(p)]
-                        g = g + factor * buffer
-                    p.copy_(b - lr * (g + weight_decay * b))
-            # dL_arch(w', alpha) / d(alpha, w')
-            self.reset()
-            loss = criterion(model(xa), ya)
-            both = torch.autograd.grad(loss, alphas + params, allow_unused=True)
-            dalpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, both[: len(alphas)])]
-            dw = [torch.zeros_like(p) if g is None else g for p, g in zip(params, both[len(alphas) :])]
-            norm = torch.cat([g.reshape(-1) for g in dw]).norm() if dw else torch.zeros(())
-            eps = 0.01 / max(float(norm), 1e-12)
-
-            def alpha_grads_at(sign: float) -> list[torch.Tensor]:
-                with torch.no_grad():
-                    for p, b, d in zip(params, backup, dw):
-                        p.copy_(b + sign * eps * d)
-                self.reset()
-                gs = torch.autograd.grad(criterion(model(xt), yt), alphas, allow_unused=True)
-                return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, gs)]
-
-            plus, minus = alpha_grads_at(1.0), alpha_grads_at(-1.0)
-            grads = [d - lr * (gp - gm) / (2 * eps) for d, gp, gm in zip(dalpha, plus, minus)]
-        finally:
-            with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
-        return loss, grads
 
     # -- state ------------------------------------------------------------------------------
 

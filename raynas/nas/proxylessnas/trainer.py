@@ -45,6 +45,17 @@ def _batch_size(loader: Any, name: str) -> int:
     return size
 
 
+def _check_settings(*, binary_mode: str, arch_init_type: str, **counts: Any) -> None:
+    if binary_mode not in FORWARD_MODES[1:]:
+        raise ConfigError(f"ProxylessNasTrainer binary_mode must be one of full_v2, full, two, got {binary_mode!r}")
+    if arch_init_type not in ("normal", "uniform"):
+        raise ConfigError(f"ProxylessNasTrainer arch_init_type must be normal or uniform, got {arch_init_type!r}")
+    for name, value in counts.items():
+        low = 1 if name in ("grad_update_arch_param_every", "arch_valid_frequency") else 0
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ConfigError(f"ProxylessNasTrainer {name} must be an integer >= {low}, got {value!r}")
+
+
 class ProxylessNasTrainer(ReplicableTrainer, BaseTrainer):
     """ProxylessNAS with binary gates (NNI's arguments and defaults; ``**options`` are raynas'
     extras, :class:`~raynas.nas.replicable.TrainerOptions`).
@@ -81,6 +92,7 @@ class ProxylessNasTrainer(ReplicableTrainer, BaseTrainer):
     _transient = ReplicableTrainer._transient + ("_valid_iter",)
 
     # NNI's signature, argument for argument
+    # Longer than 60 lines: NNI's signature of 22 arguments takes 25 of them.
     def __init__(
         self,
         model: nn.Module,
@@ -107,20 +119,15 @@ class ProxylessNasTrainer(ReplicableTrainer, BaseTrainer):
         **options: Any,
     ):
         self.setup_replicas(type(self).__name__, options)
-        if binary_mode not in FORWARD_MODES[1:]:
-            raise ConfigError(f"ProxylessNasTrainer binary_mode must be one of full_v2, full, two, got {binary_mode!r}")
-        if arch_init_type not in ("normal", "uniform"):
-            raise ConfigError(f"ProxylessNasTrainer arch_init_type must be normal or uniform, got {arch_init_type!r}")
-        for name, value in (
-            ("n_epochs", n_epochs),
-            ("warmup_epochs", warmup_epochs),
-            ("grad_update_steps", grad_update_steps),
-            ("grad_update_arch_param_every", grad_update_arch_param_every),
-            ("arch_valid_frequency", arch_valid_frequency),
-        ):
-            low = 1 if name in ("grad_update_arch_param_every", "arch_valid_frequency") else 0
-            if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ConfigError(f"ProxylessNasTrainer {name} must be an integer >= {low}, got {value!r}")
+        _check_settings(
+            binary_mode=binary_mode,
+            arch_init_type=arch_init_type,
+            n_epochs=n_epochs,
+            warmup_epochs=warmup_epochs,
+            grad_update_steps=grad_update_steps,
+            grad_update_arch_param_every=grad_update_arch_param_every,
+            arch_valid_frequency=arch_valid_frequency,
+        )
         self.model_optim = model_optim
         self.train_loader = self.user_train_loader = train_loader
         self.valid_loader = self.user_valid_loader = valid_loader
