@@ -114,3 +114,17 @@ def test_errors_name_the_rule(tmp_path):
 def test_torch_free():
     code = "import sys, searchers, searchers.spos_evolution; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_loads_as_a_raynas_search_searcher(tmp_path, monkeypatch):
+    from searchers.tune import load_searcher
+
+    monkeypatch.chdir(tmp_path)  # NNI's default checkpoint_dir is ./checkpoints
+    searcher = load_searcher(
+        "searchers:SPOSEvolution", search_space=SPACE, metric="score", mode="max", seed=3, max_epochs=1,
+        num_population=2, num_select=1,
+    )
+    assert isinstance(searcher.tuner, SPOSEvolution) and searcher.tuner.max_epochs == 1
+    config = searcher.suggest("t0")
+    assert set(config["arch"]) == set(SPACE)
+    assert sorted(p.name for p in (tmp_path / "checkpoints").iterdir()) == ["000_000.json", "000_001.json"]
