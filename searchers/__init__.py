@@ -39,6 +39,7 @@ from searchers.evolution import EvolutionTuner
 from searchers.random import RandomTuner
 from searchers.regularized_evolution import RegularizedEvolutionTuner
 from searchers.space import *  # noqa: F403  (every name of searchers.space, as its __all__ lists them)
+from searchers.spos_evolution import SPOSEvolution
 
 __all__ = [
     *space.__all__,
@@ -57,4 +58,5 @@ __all__ = [
     "ConfigError",
     "ConfigTypeError",
     "ConfigKeyError",
+    "SPOSEvolution",
 ]

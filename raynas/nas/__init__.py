@@ -1,10 +1,12 @@
 """NNI's classic one-shot NAS API: mutables, mutators, search-space export, fixed architectures.
 
 Port an NNI model by changing ``from nni.nas.pytorch.mutables import ...`` (and friends) to
-``from raynas.nas import ...``.
+``from raynas.nas import ...``; NNI's trainers keep their modules (``raynas.nas.darts.DartsTrainer``,
+``raynas.nas.callbacks``, ...).
 """
 
 from raynas.nas.algorithms import ALGORITHMS
+from raynas.nas.base_trainer import BaseTrainer
 from raynas.nas.costs import PathCosts, largest_path, module_flops, profile_costs
 from raynas.nas.darts import DartsMutator
 from raynas.nas.enas import EnasMutator
@@ -31,6 +33,7 @@ from raynas.nas.space import (
     to_parameters,
 )
 from raynas.nas.spos import SposMutator, SPOSSupernetTrainingMutator
+from raynas.nas.trainer import Trainer
 
 __all__ = [
     "ALGORITHMS",
@@ -38,6 +41,7 @@ __all__ = [
     "REDUCTIONS",
     "ArchTrainer",
     "BaseMutator",
+    "BaseTrainer",
     "DartsMutator",
     "DecisionError",
     "EnasMutator",
@@ -57,6 +61,7 @@ __all__ = [
     "SPOSSupernetTrainingMutator",
     "SposMutator",
     "SearchSpaceError",
+    "Trainer",
     "apply_fixed_architecture",
     "copy_supernet_weights",
     "generate_search_space",

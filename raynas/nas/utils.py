@@ -1,4 +1,5 @@
-"""NNI's ``nni.nas.pytorch.utils``: the mutable key counter (and, later, the meters NNI's scripts import).
+"""NNI's ``nni.nas.pytorch.utils``: the mutable key counter, the meters NNI's trainers and scripts
+import (:class:`AverageMeter`, :class:`AverageMeterGroup`), ``to_device`` and ``to_list``.
 
 An unkeyed mutable takes NNI's key from construction on: its class name plus a process-wide
 counter (``LayerChoice1``, ``InputChoice2``, ...). :func:`mutable_counting_scope` gives one model
@@ -10,10 +11,12 @@ before.
 from __future__ import annotations
 
 import itertools
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -25,6 +28,10 @@ __all__ = [
     "to_device",
     "batch_size",
     "snapshot",
+    "to_list",
+    "AverageMeter",
+    "AverageMeterGroup",
+    "StructuredMutableTreeNode",  # noqa: F822 - module __getattr__ gives it
 ]
 
 _counter = 0
@@ -134,3 +141,104 @@ def snapshot(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: snapshot(v) for k, v in obj.items()}
     return obj
+
+
+def to_list(arr: Any) -> Any:
+    """A tensor, numpy array, list or tuple as a plain list (NNI's ``to_list``); other values pass."""
+    if torch.is_tensor(arr):
+        return arr.cpu().numpy().tolist()
+    if isinstance(arr, np.ndarray):
+        return arr.tolist()
+    if isinstance(arr, (list, tuple)):
+        return list(arr)
+    return arr
+
+
+# -- meters (NNI's AverageMeter / AverageMeterGroup) ------------------------------------------
+
+
+class AverageMeter:
+    """The latest value and the running (weighted) average of a metric.
+
+    Args:
+        name: the name shown by ``str()`` and :meth:`summary`.
+        fmt: a format spec for the values, e.g. ``":4f"`` (NNI's).
+
+    Attributes:
+        val: the latest value.
+        avg: ``sum / count``.
+        sum: the weighted sum of the values.
+        count: the total weight.
+    """
+
+    def __init__(self, name: str, fmt: str = ":f"):
+        self.name = name
+        self.fmt = fmt
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget every value."""
+        self.val: Any = 0
+        self.avg: Any = 0
+        self.sum: Any = 0
+        self.count: Any = 0
+
+    def update(self, val: Any, n: int = 1) -> None:
+        """Account ``val`` with weight ``n``."""
+        self.val = val
+        self.sum += val * n
+        self.count += n
+        self.avg = self.sum / self.count
+
+    def __str__(self) -> str:
+        return ("{name} {val" + self.fmt + "} ({avg" + self.fmt + "})").format(**self.__dict__)
+
+    def summary(self) -> str:
+        """``"name: avg"``."""
+        return ("{name}: {avg" + self.fmt + "}").format(**self.__dict__)
+
+
+class AverageMeterGroup:
+    """One :class:`AverageMeter` per metric name, created on first sight (format ``":4f"``).
+
+    ``group.loss`` and ``group["loss"]`` are the meter of ``loss``.
+    """
+
+    def __init__(self) -> None:
+        self.meters: OrderedDict[str, AverageMeter] = OrderedDict()
+
+    def update(self, data: Mapping[str, Any]) -> None:
+        """Account one value per metric (``{name: value}``)."""
+        for k, v in data.items():
+            if k not in self.meters:
+                self.meters[k] = AverageMeter(k, ":4f")
+            self.meters[k].update(v)
+
+    def __getattr__(self, item: str) -> AverageMeter:
+        meters = self.__dict__.get("meters")
+        if meters is None or item not in meters:
+            raise AttributeError(f"no meter named {item!r} (meters: {', '.join(meters or [])})")
+        return meters[item]
+
+    def __getitem__(self, item: str) -> AverageMeter:
+        return self.meters[item]
+
+    def __str__(self) -> str:
+        return "  ".join(str(v) for v in self.meters.values())
+
+    def summary(self) -> str:
+        """The averages: ``"name: avg  name: avg ..."``."""
+        return "  ".join(v.summary() for v in self.meters.values())
+
+    def averages(self) -> dict[str, float]:
+        """``{name: average}`` as floats (raynas' extra; what a replica reports to the driver)."""
+        return {k: float(m.avg) for k, m in self.meters.items()}
+
+
+def __getattr__(name: str) -> Any:
+    # NNI's StructuredMutableTreeNode is raynas' MutableTreeNode (imported late: parse imports this module)
+    if name == "StructuredMutableTreeNode":
+        from raynas.nas.parse import MutableTreeNode
+
+        return MutableTreeNode
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -145,10 +145,20 @@ class LocalReplicas(ReplicaGroup):
 
 
 class ReplicaActor:
-    """The body of a replica actor (wrapped with ``ray.remote`` by :class:`RayReplicas`)."""
+    """The body of a replica actor (wrapped with ``ray.remote`` by :class:`RayReplicas`).
 
-    def __init__(self, **kwargs: Any):
-        self.replica = SupernetReplica(**kwargs)
+    Args:
+        replica_cls: the replica class the actor hosts (default :class:`SupernetReplica`; NNI's
+            trainers use :class:`raynas.train.trainer_replica.TrainerReplica`).
+        **kwargs: its constructor arguments.
+    """
+
+    def __init__(self, replica_cls: Callable[..., Any] | None = None, **kwargs: Any):
+        self.replica = (replica_cls or SupernetReplica)(**kwargs)
+
+    def call(self, method: str, *args: Any) -> Any:
+        """``replica.<method>(*args)``: a replica class's own entry points (see :meth:`RayReplicas.call`)."""
+        return getattr(self.replica, method)(*args)
 
     def address(self) -> str:
         """A ``tcp://ip:port`` rendezvous address on this actor's node (rank 0 hosts the store)."""
@@ -193,10 +203,17 @@ class ReplicaActor:
 
 class RayReplicas(ReplicaGroup):
     """``config.replicas`` replica actors in one ``torch.distributed`` group (gloo on CPU, nccl on
-    GPU); a mapping of data splits is put in the object store once."""
+    GPU); a mapping of data splits is put in the object store once.
 
-    def __init__(self, **settings: Any):  # the settings of ReplicaGroup
+    Args:
+        replica_cls: the class each actor hosts (default :class:`SupernetReplica`; NNI's trainers use
+            :class:`raynas.train.trainer_replica.TrainerReplica`).
+        **settings: the settings of :class:`ReplicaGroup`.
+    """
+
+    def __init__(self, *, replica_cls: Callable[..., Any] | None = None, **settings: Any):
         super().__init__(**settings)
+        self.replica_cls = replica_cls
         self.actors: list[Any] = []
 
     @property
@@ -224,7 +241,10 @@ class RayReplicas(ReplicaGroup):
             num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
         )
         data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
-        self.actors = [cls.remote(**{**self.replica_kwargs(rank), "data": data}) for rank in range(self.world_size)]
+        self.actors = [
+            cls.remote(replica_cls=self.replica_cls, **{**self.replica_kwargs(rank), "data": data})
+            for rank in range(self.world_size)
+        ]
         if self.world_size > 1:
             address = self._get([self.actors[0].address.remote()])[0]
             placements = self._get([a.placement.remote() for a in self.actors])
@@ -244,6 +264,11 @@ class RayReplicas(ReplicaGroup):
     def state(self) -> list[ReplicaState]:
         """Rank 0's full state, the others' rank states (rank order)."""
         return self._get([a.state.remote(rank == 0) for rank, a in enumerate(self.actors)])
+
+    def call(self, method: str, *args: Any) -> list[Any]:
+        """Every replica runs ``replica.<method>(*args)``; the results in rank order (a death
+        raises :class:`ReplicaFailure`, as :meth:`run` does)."""
+        return self._get([a.call.remote(method, *args) for a in self.actors])
 
     def digests(self) -> list[str]:
         """Every replica's parameter digest (rank order)."""

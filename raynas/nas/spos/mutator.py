@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from raynas.nas.random import RandomMutator
+from searchers.errors import ConfigError
 
 if TYPE_CHECKING:
     from raynas.nas.costs import PathCosts
@@ -73,7 +74,7 @@ class SPOSSupernetTrainingMutator(RandomMutator):
             a pickle.
 
     Raises:
-        ValueError: ``flops_func`` is given without both bounds, or a setting is not a number of
+        ConfigError: ``flops_func`` is given without both bounds, or a setting is not a number of
             the right kind.
     """
 
@@ -90,13 +91,23 @@ class SPOSSupernetTrainingMutator(RandomMutator):
     ):
         if flops_func is not None:
             if not callable(flops_func):
-                raise ValueError(f"flops_func must be callable or None, got {type(flops_func).__name__}")
+                raise ConfigError(
+                    f"SPOSSupernetTrainingMutator flops_func must be callable or None, got {type(flops_func).__name__}"
+                )
             if not (_is_number(flops_lb) and _is_number(flops_ub)):
-                raise ValueError(f"flops_func needs numeric flops_lb and flops_ub, got {flops_lb!r}, {flops_ub!r}")
+                raise ConfigError(
+                    "SPOSSupernetTrainingMutator flops_func needs numeric flops_lb and flops_ub, "
+                    f"got {flops_lb!r}, {flops_ub!r}"
+                )
             if not _is_int(flops_bin_num) or flops_bin_num < 1:
-                raise ValueError(f"flops_bin_num must be an integer >= 1, got {flops_bin_num!r}")
+                raise ConfigError(
+                    f"SPOSSupernetTrainingMutator flops_bin_num must be an integer >= 1, got {flops_bin_num!r}"
+                )
             if not _is_int(flops_sample_timeout) or flops_sample_timeout < 0:
-                raise ValueError(f"flops_sample_timeout must be an integer >= 0, got {flops_sample_timeout!r}")
+                raise ConfigError(
+                    "SPOSSupernetTrainingMutator flops_sample_timeout must be an integer >= 0, "
+                    f"got {flops_sample_timeout!r}"
+                )
         super().__init__(model, seed=seed)
         self.flops_func = flops_func
         self.flops_lb = flops_lb
@@ -177,7 +188,7 @@ class SposMutator(RandomMutator):
         seed: seeds the mutator's RNG (bin choice and draws); its state travels in ``state_dict()``.
 
     Raises:
-        ValueError: a bad ``constraint``, ``bins`` or pair of bounds.
+        ConfigError: a bad ``constraint``, ``bins`` or pair of bounds.
     """
 
     def __init__(
@@ -193,11 +204,11 @@ class SposMutator(RandomMutator):
         seed: int | None = None,
     ):
         if constraint not in ("params", "flops", "both"):
-            raise ValueError(f"SposMutator constraint must be one of params, flops, both, got {constraint!r}")
+            raise ConfigError(f"SposMutator constraint must be one of params, flops, both, got {constraint!r}")
         if not _is_int(bins) or bins < 1:
-            raise ValueError(f"SposMutator bins must be an integer >= 1, got {bins!r}")
+            raise ConfigError(f"SposMutator bins must be an integer >= 1, got {bins!r}")
         if not 0.0 <= lower < upper <= 1.0:
-            raise ValueError(f"SposMutator 0 <= lower < upper <= 1 must hold, got lower={lower!r}, upper={upper!r}")
+            raise ConfigError(f"SposMutator 0 <= lower < upper <= 1 must hold, got lower={lower!r}, upper={upper!r}")
         super().__init__(model, seed=seed)
         self.costs = costs
         self.bins = int(bins)

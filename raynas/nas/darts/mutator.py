@@ -33,13 +33,13 @@ mutator (over ``mutator.parameters()``); raynas' ``arch_optimizer`` is an extra.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from raynas.nas.darts.unrolled import unrolled_alpha_grads, virtual_step_settings
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
 from raynas.nas.mutables import InputChoice, LayerChoice
 from searchers.errors import ConfigError
@@ -156,6 +156,22 @@ class DartsMutator(LearnableMutator):
             opt = torch.optim.Adam(params, **self._adam) if params else torch.optim.Adam([torch.zeros(1)], **self._adam)
             self.__dict__["_arch_optimizer"] = opt
         return opt
+
+    def configure_arch_optimizer(
+        self, *, lr: float, betas: tuple[float, float] = (0.5, 0.999), weight_decay: float = 1e-3
+    ) -> torch.optim.Optimizer:
+        """Replace :attr:`arch_optimizer` by a fresh Adam with these settings (what
+        :class:`~raynas.nas.darts.DartsTrainer` does with its ``arc_learning_rate``, as NNI's
+        trainer builds its own Adam over ``mutator.parameters()``).
+
+        Raises:
+            DartsConfigError: a setting breaks its rule.
+        """
+        _check_number("lr", lr, minimum=0.0, strict=True)
+        _check_number("weight_decay", weight_decay, minimum=0.0)
+        self._adam = {"lr": float(lr), "betas": tuple(float(b) for b in betas), "weight_decay": float(weight_decay)}
+        self.__dict__["_arch_optimizer"] = None
+        return self.arch_optimizer
 
     def device(self) -> torch.device | None:
         """The device of the alphas (NNI's ``DartsMutator.device()``); ``None`` without any."""
@@ -280,6 +296,7 @@ class DartsMutator(LearnableMutator):
         reduce: Reduce | None = None,
         lr: float | None = None,
         weight_decay: float = 0.0,
+        optimizer: torch.optim.Optimizer | None = None,
     ) -> dict[str, float]:
         """One DARTS architecture step: the gradient of the architecture-batch loss in alpha
         (first order: at the current weights; second order: at the weights after a virtual SGD
@@ -289,11 +306,16 @@ class DartsMutator(LearnableMutator):
         The model's weights are left as they were (second order restores them), their
         ``.grad`` untouched; BatchNorm running statistics see the extra forward passes.
 
+        ``optimizer`` (second order): the weights' optimizer, whose first group's ``lr``,
+        ``momentum`` and ``weight_decay`` and whose momentum buffers make the virtual step
+        ``w - lr * (momentum * buffer + dw + weight_decay * w)`` (the step NNI's ``DartsTrainer``
+        means); it replaces ``lr`` and ``weight_decay``.
+
         Returns:
             ``{"arch_loss": loss on the architecture batch}`` (this replica's).
 
         Raises:
-            ValueError: ``order=2`` without ``train_batch`` or ``lr``.
+            DartsConfigError: ``order=2`` without ``train_batch``, or without ``lr`` or ``optimizer``.
         """
         criterion = criterion or nn.functional.cross_entropy
         model = self.model
@@ -310,10 +332,16 @@ class DartsMutator(LearnableMutator):
             loss = criterion(model(x), y)
             grads = torch.autograd.grad(loss, alphas, allow_unused=True)
         else:
+            momentum: dict[int, tuple[float, torch.Tensor]] = {}
+            if optimizer is not None:
+                lr, weight_decay, momentum = virtual_step_settings(optimizer, model)
             if train_batch is None or lr is None:
-                raise ValueError("second-order DARTS (order=2) needs train_batch and lr for the virtual step")
-            loss, grads = self._unrolled_grads(
-                model, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay
+                raise DartsConfigError(
+                    "second-order DARTS (order=2, unrolled=True) needs train_batch and lr (or optimizer) "
+                    f"for the virtual step, got train_batch={'set' if train_batch is not None else None}, lr={lr!r}"
+                )
+            loss, grads = unrolled_alpha_grads(
+                self, arch_batch, train_batch, criterion, reduce, float(lr), weight_decay, momentum
             )
         for a, g in zip(alphas, grads):
             a.grad = g.detach().clone() if g is not None else torch.zeros_like(a)
@@ -321,61 +349,6 @@ class DartsMutator(LearnableMutator):
             reduce(grads_of(alphas))
         self.arch_optimizer.step()
         return {"arch_loss": float(loss.detach())}
-
-    def _unrolled_grads(
-        self,
-        model: nn.Module,
-        arch_batch: tuple[torch.Tensor, torch.Tensor],
-        train_batch: tuple[torch.Tensor, torch.Tensor],
-        criterion: Criterion,
-        reduce: Reduce | None,
-        lr: float,
-        weight_decay: float,
-    ) -> tuple[torch.Tensor, Sequence[torch.Tensor]]:
-        alphas = self.arch_parameters()
-        params = [p for p in model.parameters() if p.requires_grad]
-        backup = [p.detach().clone() for p in params]
-        xt, yt = train_batch
-        xa, ya = arch_batch
-
-        def weight_grads(loss: torch.Tensor) -> list[torch.Tensor]:
-            gs = torch.autograd.grad(loss, params, allow_unused=True)
-            return [torch.zeros_like(p) if g is None else g for p, g in zip(params, gs)]
-
-        try:
-            # virtual step w' = w - lr * (dL_train/dw + wd * w), with the gradient averaged across
-            # replicas so that every replica unrolls to the same w'
-            self.weight_reset()
-            gw = weight_grads(criterion(model(xt), yt))
-            if reduce is not None:
-                reduce(gw)
-            with torch.no_grad():
-                for p, g, b in zip(params, gw, backup):
-                    p.copy_(b - lr * (g + weight_decay * b))
-            # dL_arch(w', alpha) / d(alpha, w')
-            self.reset()
-            loss = criterion(model(xa), ya)
-            both = torch.autograd.grad(loss, alphas + params, allow_unused=True)
-            dalpha = [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, both[: len(alphas)])]
-            dw = [torch.zeros_like(p) if g is None else g for p, g in zip(params, both[len(alphas) :])]
-            norm = torch.cat([g.reshape(-1) for g in dw]).norm() if dw else torch.zeros(())
-            eps = 0.01 / max(float(norm), 1e-12)
-
-            def alpha_grads_at(sign: float) -> list[torch.Tensor]:
-                with torch.no_grad():
-                    for p, b, d in zip(params, backup, dw):
-                        p.copy_(b + sign * eps * d)
-                self.reset()
-                gs = torch.autograd.grad(criterion(model(xt), yt), alphas, allow_unused=True)
-                return [torch.zeros_like(a) if g is None else g for a, g in zip(alphas, gs)]
-
-            plus, minus = alpha_grads_at(1.0), alpha_grads_at(-1.0)
-            grads = [d - lr * (gp - gm) / (2 * eps) for d, gp, gm in zip(dalpha, plus, minus)]
-        finally:
-            with torch.no_grad():
-                for p, b in zip(params, backup):
-                    p.copy_(b)
-        return loss, grads
 
     # -- state ------------------------------------------------------------------------------
 

@@ -46,69 +46,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from raynas.nas.enas.controller import EnasConfigError, StackedLSTMCell
+from raynas.nas.enas.controller import check_integer as _integer
+from raynas.nas.enas.controller import check_number as _number
+from raynas.nas.enas.controller import param_name as _param_name
 from raynas.nas.learnable import Criterion, LearnableMutator, Reduce, grads_of
 from raynas.nas.mutables import InputChoice, LayerChoice, MutableScope
-from searchers.errors import ConfigError
 
 __all__ = ["EnasMutator", "EnasConfigError"]
-
-
-class EnasConfigError(ConfigError):
-    """An ENAS setting breaks its rule (the message names the setting and the value)."""
-
-
-def _number(
-    name: str,
-    value: Any,
-    *,
-    minimum: float | None = None,
-    strict: bool = False,
-    maximum: float | None = None,
-    strict_max: bool = False,
-) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise EnasConfigError(f"EnasMutator {name} must be a number, got {value!r}")
-    low = minimum is not None and (value < minimum or (strict and value == minimum))
-    high = maximum is not None and (value > maximum or (strict_max and value == maximum))
-    if low or high:
-        rules = []
-        if minimum is not None:
-            rules.append(f"{'>' if strict else '>='} {minimum}")
-        if maximum is not None:
-            rules.append(f"{'<' if strict_max else '<='} {maximum}")
-        raise EnasConfigError(f"EnasMutator {name} must be {' and '.join(rules)}, got {value!r}")
-    return float(value)
-
-
-def _integer(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise EnasConfigError(f"EnasMutator {name} must be an integer >= 1, got {value!r}")
-    return value
-
-
-def _param_name(key: str) -> str:
-    """A mutable key as a ParameterDict name (which may not contain dots)."""
-    return key.replace(".", "__")
-
-
-class _StackedLSTMCell(nn.Module):
-    """``layers`` LSTM cells without bias, each feeding its hidden state to the next."""
-
-    def __init__(self, layers: int, size: int):
-        super().__init__()
-        self.lstm_modules = nn.ModuleList(nn.LSTMCell(size, size, bias=False) for _ in range(layers))
-
-    def forward(
-        self, inputs: torch.Tensor, hidden: tuple[list[torch.Tensor], list[torch.Tensor]]
-    ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
-        prev_h, prev_c = hidden
-        next_h, next_c = [], []
-        for i, cell in enumerate(self.lstm_modules):
-            h, c = cell(inputs, (prev_h[i], prev_c[i]))
-            next_h.append(h)
-            next_c.append(c)
-            inputs = h
-        return next_h, next_c
 
 
 class _Walk:
@@ -235,7 +180,7 @@ class EnasMutator(LearnableMutator):
     def _build(self) -> None:
         """The controller's modules, created in NNI's order (so one torch seed, one init)."""
         size = self.lstm_size
-        self.lstm = _StackedLSTMCell(self.lstm_num_layers, size)
+        self.lstm = StackedLSTMCell(self.lstm_num_layers, size)
         self.attn_anchor = nn.Linear(size, size, bias=False)
         self.attn_query = nn.Linear(size, size, bias=False)
         self.v_attn = nn.Linear(size, 1, bias=False)
@@ -378,6 +323,16 @@ class EnasMutator(LearnableMutator):
 
     # -- the controller step ----------------------------------------------------------------
 
+    def reinforce_loss(self, reward: Any, baseline: float, skip_weight: float | None = None) -> torch.Tensor:
+        """NNI's REINFORCE loss of the latest sample: ``sample_log_prob * (reward - baseline)``,
+        plus ``skip_weight * sample_skip_penalty`` when ``skip_weight`` (default: the mutator's) is
+        nonzero. :meth:`arch_step` and :class:`~raynas.nas.enas.EnasTrainer` both use it."""
+        skip_weight = self.skip_weight if skip_weight is None else skip_weight
+        loss = self.sample_log_prob * (reward - baseline)
+        if skip_weight:
+            loss = loss + skip_weight * self.sample_skip_penalty
+        return loss
+
     def arch_step(
         self,
         arch_batch: tuple[torch.Tensor, torch.Tensor],
@@ -417,7 +372,7 @@ class EnasMutator(LearnableMutator):
             self.baseline = mean_reward
         else:
             self.baseline = self.baseline_decay * self.baseline + (1.0 - self.baseline_decay) * mean_reward
-        loss = self.sample_log_prob * (reward.detach() - self.baseline) + self.skip_weight * self.sample_skip_penalty
+        loss = self.reinforce_loss(reward.detach(), self.baseline)
         if loss.requires_grad:
             loss.backward()
         params = self.arch_parameters()
