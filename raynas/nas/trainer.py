@@ -30,7 +30,7 @@ from raynas.nas.base_trainer import BaseTrainer
 from raynas.nas.callbacks import Callback
 from raynas.nas.replicable import ReplicableTrainer
 from raynas.nas.utils import AverageMeterGroup
-from searchers.errors import ConfigError
+from searchers.errors import ConfigError, ConfigTypeError
 
 __all__ = ["Trainer", "TorchTensorEncoder"]
 
@@ -137,7 +137,7 @@ class Trainer(ReplicableTrainer, BaseTrainer):
         self.callbacks = list(callbacks) if callbacks is not None else []
         for callback in self.callbacks:
             if not isinstance(callback, Callback):
-                raise TypeError(
+                raise ConfigTypeError(
                     f"callbacks must be raynas.nas.callbacks.Callback instances, got {type(callback).__name__}"
                 )
             callback.build(self.model, self.mutator, self)

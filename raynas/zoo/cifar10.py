@@ -133,7 +133,7 @@ class Cifar10Images(Dataset):
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, *, augment: bool = True, padding: int = 4):
         if images.dtype != torch.uint8 or images.dim() != 4 or images.shape[1] != 3 or len(images) != len(labels):
-            raise ValueError(
+            raise ConfigError(
                 f"images must be uint8 (N, 3, H, W) with N labels, got {images.dtype} {tuple(images.shape)}"
             )
         self.images = images
