@@ -8,7 +8,6 @@ retries a failed trial from its last checkpoint (``FailureConfig``); ASHA may st
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -24,7 +23,9 @@ from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
-from raynas.train.step import build_optimizer
+from raynas.train.evaluate import evaluate_loop
+from raynas.train.resolve import check_precision, pick_device
+from raynas.train.step import WeightStep
 
 __all__ = ["RETRAIN_COLUMNS", "AshaRule", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
 
@@ -43,9 +44,13 @@ RETRAIN_COLUMNS = (
     "status",
 )
 
+_EVAL_BATCH = 500  # examples per evaluation batch
+
 
 class RetrainSetup:
-    """What a retrain trial needs (small and picklable).
+    """What a retrain trial needs (small and picklable); its training settings are read by the
+    same :class:`~raynas.train.step.WeightStep` (optimizer, learning-rate schedule, clipping,
+    precision) and :func:`~raynas.train.resolve.pick_device` as supernet training's.
 
     Args:
         model_factory: zero-argument model factory.
@@ -54,11 +59,21 @@ class RetrainSetup:
         search_scores: their weight-sharing scores (``None`` where unknown).
         epochs: training epochs.
         optimizer: ``adam`` or ``sgd``.
-        lr: peak learning rate (cosine to 0 over all steps).
+        lr: peak learning rate.
         weight_decay: L2 weight decay.
         batch_size: training batch size.
         seed: base seed (each architecture's is ``(seed, rank)``).
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
+        lr_schedule: ``cosine`` (to 0 over all epochs, after the warm-up) or ``constant``.
+        warmup_epochs: linear warm-up length in epochs.
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
     """
+
+    #: no in-place distillation when retraining (a :class:`~raynas.train.step.TrainSettings` field)
+    distill = 0.0
 
     def __init__(
         self,
@@ -73,6 +88,13 @@ class RetrainSetup:
         weight_decay: float,
         batch_size: int,
         seed: int,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        lr_schedule: str = "cosine",
+        warmup_epochs: float = 0.0,
+        grad_clip: float | None = None,
+        precision: str = "fp32",
+        device: str = "auto",
     ):
         self.model_factory = model_factory
         self.data_factory = data_factory
@@ -84,20 +106,18 @@ class RetrainSetup:
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.seed = seed
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.grad_clip = grad_clip
+        self.precision = precision
+        self.device = device
 
-
-def _evaluate(model: nn.Module, batches: _Batches, batch_size: int = 500) -> tuple[float, float]:
-    model.eval()
-    correct, loss_sum = 0, 0.0
-    idx = torch.arange(len(batches))
-    with torch.no_grad():
-        for i in range(0, len(batches), batch_size):
-            x, y = batches.take(idx[i : i + batch_size])
-            out = model(x)
-            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(-1) == y).sum())
-    n = max(len(batches), 1)
-    return correct / n, loss_sum / n
+    @property
+    def total_epochs(self) -> int:
+        """The epochs the learning-rate schedule spans (``epochs``)."""
+        return self.epochs
 
 
 def train_fixed(
@@ -117,7 +137,8 @@ def train_fixed(
             is the checkpoint to resume from.
         state: a checkpoint a previous call reported, to continue from it.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(setup.device, key="retrain.device")
+    check_precision(device, setup.precision, key="retrain.precision")
     torch.manual_seed(setup.seed * 1000 + rank)
     model = setup.model_factory()
     apply_fixed_architecture(model, setup.archs[rank])
@@ -125,16 +146,13 @@ def train_fixed(
     splits = resolve_data(setup.data_factory)
     train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
     steps = max(1, len(train) // setup.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    # retraining's own settings: SGD momentum 0.9, no Nesterov
-    opt = build_optimizer(params, optimizer=setup.optimizer, lr=setup.lr, weight_decay=setup.weight_decay, momentum=0.9)
-    total = steps * setup.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    weights = WeightStep(model, setup, device=device, criterion=nn.functional.cross_entropy)
     start_epoch, wall = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        weights.optimizer.load_state_dict(state["optimizer"])
+        if weights.scaler is not None and state.get("scaler"):
+            weights.scaler.load_state_dict(state["scaler"])
         start_epoch, wall = int(state["epoch"]), float(state["wall_s"])
     n_params = sum(p.numel() for p in model.parameters())
     for epoch in range(start_epoch, setup.epochs):
@@ -144,29 +162,29 @@ def train_fixed(
         loss_sum = 0.0
         for s in range(steps):
             x, y = train.take(order[s * setup.batch_size : (s + 1) * setup.batch_size])
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
+            weights.set_lr(epoch + s / steps)
+            weights.zero_grad()
+            _out, loss = weights.forward_backward(x, y, 1)
+            weights.apply()
             loss_sum += float(loss.detach())
-        val_acc, val_loss = _evaluate(model, val)
+        scores = evaluate_loop(model, val.batches(_EVAL_BATCH), criterion=nn.functional.cross_entropy)
         wall += time.perf_counter() - began
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / steps,
-            "val_accuracy": val_acc,
-            "val_loss": val_loss,
+            "val_accuracy": scores["accuracy"],
+            "val_loss": scores["loss"],
             "params": n_params,
             "rank": rank,
             "wall_s": wall,
         }
         if epoch + 1 == setup.epochs and "test" in splits:
-            metrics["test_accuracy"], _ = _evaluate(model, _Batches(splits["test"], device))
+            test = _Batches(splits["test"], device).batches(_EVAL_BATCH)
+            metrics["test_accuracy"] = evaluate_loop(model, test, criterion=nn.functional.cross_entropy)["accuracy"]
         checkpoint = {
             "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
+            "optimizer": weights.optimizer.state_dict(),
+            "scaler": weights.scaler.state_dict() if weights.scaler is not None else None,
             "epoch": epoch + 1,
             "wall_s": wall,
         }

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from raynas._io import read_yaml
-from raynas.train.config import ConfigError, SupernetConfig
+from raynas.train.config import DEVICES, LR_SCHEDULES, PRECISIONS, ConfigError, SupernetConfig
 
 __all__ = [
     "ConfigError",
@@ -61,6 +61,8 @@ def _check(section: str, name: str, value: Any, kind: str, options: Mapping[str,
         low = options.get("min", -math.inf)
         if value < low or (options.get("strict") and value == low):
             raise ConfigError(f"{key} must be {'>' if options.get('strict') else '>='} {low}, got {value!r}")
+        if "below" in options and value >= options["below"]:
+            raise ConfigError(f"{key} must be in [{low:g}, {options['below']:g}), got {value!r}")
     elif kind == "choice":
         if value not in options["valid"]:
             raise ConfigError(f"{key} must be one of {', '.join(options['valid'])}, got {value!r}")
@@ -69,6 +71,9 @@ def _check(section: str, name: str, value: Any, kind: str, options: Mapping[str,
             raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
         if options.get("factory") and (value.count(":") != 1 or not all(value.split(":"))):
             raise ConfigError(f"{key} must be written 'package.module:name', got {value!r}")
+    elif kind == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key} must be true or false, got {value!r}")
     elif kind == "dict":
         if not isinstance(value, Mapping) or not all(isinstance(k, str) for k in value):
             raise ConfigError(f"{key} must be a mapping of name -> value, got {value!r}")
@@ -205,8 +210,15 @@ class RetrainSection(_Section):
         top_k: distinct architectures to retrain (best search scores first).
         epochs: training epochs per architecture.
         optimizer: ``adam`` or ``sgd``.
-        lr: learning rate (cosine schedule to 0).
+        lr: peak learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
         weight_decay: L2 weight decay.
+        lr_schedule: ``cosine`` (to 0 over all epochs, after the warm-up) or ``constant``.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast and a grad scaler; CUDA).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         batch_size: training batch size.
         scheduler: ``none`` or ``asha`` (early stopping on the search metric, per epoch).
         grace_period: ASHA's minimum epochs before a trial may be stopped.
@@ -220,7 +232,14 @@ class RetrainSection(_Section):
     epochs: int = field(default=30, metadata=_rule("int", min=1))
     optimizer: str = field(default="adam", metadata=_rule("choice", valid=RETRAIN_OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=_rule("number", min=0.0, strict=True))
+    momentum: float = field(default=0.9, metadata=_rule("number", min=0.0, below=1.0))
+    nesterov: bool = field(default=False, metadata=_rule("bool"))
     weight_decay: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    lr_schedule: str = field(default="cosine", metadata=_rule("choice", valid=LR_SCHEDULES))
+    warmup_epochs: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    grad_clip: float | None = field(default=None, metadata=_rule("number", min=0.0, strict=True, optional=True))
+    precision: str = field(default="fp32", metadata=_rule("choice", valid=PRECISIONS))
+    device: str = field(default="auto", metadata=_rule("choice", valid=DEVICES))
     batch_size: int = field(default=128, metadata=_rule("int", min=1))
     scheduler: str = field(default="none", metadata=_rule("choice", valid=SCHEDULERS))
     grace_period: int = field(default=5, metadata=_rule("int", min=1))

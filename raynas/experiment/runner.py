@@ -331,6 +331,13 @@ class Experiment:
             weight_decay=r.weight_decay,
             batch_size=r.batch_size,
             seed=self.config.experiment.seed,
+            momentum=r.momentum,
+            nesterov=r.nesterov,
+            lr_schedule=r.lr_schedule,
+            warmup_epochs=r.warmup_epochs,
+            grad_clip=r.grad_clip,
+            precision=r.precision,
+            device=r.device,
         )
         if local:
             rows = run_retrain_local(

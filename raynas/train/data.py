@@ -16,7 +16,7 @@ architecture), each sharded the same way (:class:`ReplicaShards`).
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -124,6 +124,12 @@ class Batches:
             x, y = default_collate([self.dataset[int(i)] for i in index])[:2]
             x, y = to_device(x, self.device), to_device(y, self.device)
         return x, y
+
+    def batches(self, size: int) -> Iterator[tuple[Any, torch.Tensor]]:
+        """The whole dataset in order, ``size`` items per batch (the last one may be smaller)."""
+        idx = torch.arange(len(self))
+        for i in range(0, len(self), size):
+            yield self.take(idx[i : i + size])
 
 
 class ReplicaShards:

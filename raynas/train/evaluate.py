@@ -13,7 +13,7 @@ model's parameters; ``flops``: per example, as :mod:`raynas.nas.costs` counts th
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -26,9 +26,45 @@ from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, lo
 from raynas.train.checkpoint import load_checkpoint
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import first_examples, resolve_data
-from raynas.train.resolve import resolve_factory
+from raynas.train.resolve import pick_device, resolve_factory
 
-__all__ = ["WeightSharingEvaluator", "evaluate_architecture", "recalibrate_batchnorm", "load_supernet_weights"]
+__all__ = [
+    "WeightSharingEvaluator",
+    "evaluate_architecture",
+    "evaluate_loop",
+    "recalibrate_batchnorm",
+    "load_supernet_weights",
+]
+
+
+def evaluate_loop(
+    model: nn.Module, batches: Iterable[tuple[Any, torch.Tensor]], *, criterion: Callable
+) -> dict[str, float]:
+    """The evaluation loop of every phase (search scoring, retrain validation and test): the model
+    in eval mode, no gradients, the loss and the accuracy averaged over the examples.
+
+    Args:
+        model: the model (its train / eval mode is restored afterwards).
+        batches: ``(x, y)`` batches on the model's device.
+        criterion: the loss ``f(output, target)``, a mean over the batch.
+
+    Returns:
+        ``{"loss", "accuracy"}`` (0 for both without a batch).
+    """
+    was_training = model.training
+    model.eval()
+    loss_sum, correct, total = 0.0, 0, 0
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                out = model(x)
+                n = int(y.shape[0])
+                loss_sum += float(criterion(out, y)) * n
+                correct += int((out.argmax(dim=-1) == y).sum())
+                total += n
+    finally:
+        model.train(was_training)
+    return {"loss": loss_sum / max(total, 1), "accuracy": correct / max(total, 1)}
 
 
 def load_supernet_weights(weights: Any) -> dict[str, torch.Tensor]:
@@ -133,9 +169,7 @@ class WeightSharingEvaluator:
     def _setup(self) -> None:
         if self._ready:
             return
-        self._device = torch.device(self.device) if self.device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        )
+        self._device = pick_device(self.device)
         self._factory = resolve_factory(self.factory)
         splits = resolve_data(self.data)
         if self.split not in splits:
@@ -147,10 +181,7 @@ class WeightSharingEvaluator:
         self._recal = [train.take(order[i * self.batch_size : (i + 1) * self.batch_size])[0] for i in range(n)]
         if self.bn_batches and not self._recal:
             self._recal = [train.take(order)[0]]
-        target = _Batches(splits[self.split], self._device)
-        idx = torch.arange(len(target))
-        step = self.eval_batch_size
-        self._eval = [target.take(idx[i : i + step]) for i in range(0, len(target), step)]
+        self._eval = list(_Batches(splits[self.split], self._device).batches(self.eval_batch_size))
         self._ready = True
 
     def build(self, arch: Any) -> tuple[nn.Module, Any]:
@@ -190,22 +221,13 @@ class WeightSharingEvaluator:
         """
         model, mutator = self.build(arch)
         recalibrate_batchnorm(model, self._recal)
-        model.eval()
-        loss_sum = 0.0
-        correct = 0
-        total = 0
-        with torch.no_grad():
-            for x, y in self._eval:
-                out = model(x)
-                loss_sum += float(self.criterion(out, y)) * int(y.shape[0])
-                correct += int((out.argmax(dim=-1) == y).sum())
-                total += int(y.shape[0])
+        scores = evaluate_loop(model, self._eval, criterion=self.criterion)
         example = first_examples(self._eval[0][0], 1)
         costs = profile_costs(mutator, example)
         params, flops = costs.cost(mutator.decisions)
         return {
-            "val_accuracy": correct / max(total, 1),
-            "val_loss": loss_sum / max(total, 1),
+            "val_accuracy": scores["accuracy"],
+            "val_loss": scores["loss"],
             "params": int(sum(p.numel() for p in model.parameters())),
             "flops": int(flops),
         }

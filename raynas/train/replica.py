@@ -43,7 +43,7 @@ from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
 from raynas.train.data import Batches, ReplicaShards, resolve_data
 from raynas.train.reports import ReplicaInfo, ReplicaState, ReportMeter, StepReport, parameter_digest
-from raynas.train.resolve import resolve_device, resolve_factory
+from raynas.train.resolve import check_precision, resolve_device, resolve_factory
 from raynas.train.sampling import build_mutator
 from raynas.train.step import WeightStep
 from raynas.train.sync import GradientSync, NoSync, choose_sync, join_process_group, leave_process_group, shm_capable
@@ -129,8 +129,7 @@ class SupernetReplica:
         cfg = self.config
         torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg)
-        if cfg.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("supernet.precision 'fp16' needs a CUDA device (use 'bf16' on the CPU)")
+        check_precision(self.device, cfg.precision, key="supernet.precision")
         factory = resolve_factory(self.factory)
         splits = resolve_data(self.data)
         torch.manual_seed(cfg.seed)
