@@ -16,14 +16,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
 from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
-from raynas.train.data import Batches as _Batches
-from raynas.train.data import resolve_data
+from raynas.train.data import as_data_spec
 from raynas.train.evaluate import evaluate_loop
+from raynas.train.loader import CachedBatches, OrderSampler, ShardSampler
+from raynas.train.objective import resolve_loss, resolve_metrics
 from raynas.train.resolve import check_precision, pick_device
 from raynas.train.step import WeightStep
 
@@ -54,7 +54,8 @@ class RetrainSetup:
 
     Args:
         model_factory: zero-argument model factory.
-        data_factory: zero-argument function returning the data splits.
+        data_factory: a :class:`~raynas.train.data.DataSpec`, or a zero-argument function returning
+            the data splits (called in each trial).
         archs: the architectures to retrain, best first (exported form).
         search_scores: their weight-sharing scores (``None`` where unknown).
         epochs: training epochs.
@@ -70,6 +71,10 @@ class RetrainSetup:
         grad_clip: clip the global gradient norm to this value (``None``: no clipping).
         precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
         device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        loss: ``f(output, target) -> scalar tensor``, a callable or ``"module:name"`` (default
+            cross-entropy).
+        metrics: ``f(output, target) -> {name: number}``, a callable or ``"module:name"``,
+            reported as ``val_<name>`` / ``test_<name>`` (default: the accuracy).
     """
 
     #: no in-place distillation when retraining (a :class:`~raynas.train.step.TrainSettings` field)
@@ -95,6 +100,8 @@ class RetrainSetup:
         grad_clip: float | None = None,
         precision: str = "fp32",
         device: str = "auto",
+        loss: Callable | str | None = None,
+        metrics: Callable | str | None = None,
     ):
         self.model_factory = model_factory
         self.data_factory = data_factory
@@ -113,6 +120,8 @@ class RetrainSetup:
         self.grad_clip = grad_clip
         self.precision = precision
         self.device = device
+        self.loss = loss
+        self.metrics = metrics
 
     @property
     def total_epochs(self) -> int:
@@ -132,21 +141,35 @@ def train_fixed(
     Args:
         setup: the retrain setup.
         rank: which architecture (0 = the best search score).
-        report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_accuracy``,
-            ``val_loss``, ``train_loss`` (and ``test_accuracy`` after the last epoch); ``state``
-            is the checkpoint to resume from.
+        report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_loss``,
+            ``val_<metric>`` (default ``val_accuracy``), ``train_loss`` (and ``test_<metric>``
+            after the last epoch); ``state`` is the checkpoint to resume from.
         state: a checkpoint a previous call reported, to continue from it.
     """
     device = pick_device(setup.device, key="retrain.device")
     check_precision(device, setup.precision, key="retrain.precision")
+    loss_fn = resolve_loss(setup.loss, key="retrain.loss")
+    metrics_fn = resolve_metrics(setup.metrics, key="retrain.metrics")
     torch.manual_seed(setup.seed * 1000 + rank)
     model = setup.model_factory()
     apply_fixed_architecture(model, setup.archs[rank])
     model.to(device)
-    splits = resolve_data(setup.data_factory)
-    train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
-    steps = max(1, len(train) // setup.batch_size)
-    weights = WeightStep(model, setup, device=device, criterion=nn.functional.cross_entropy)
+    spec = as_data_spec(setup.data_factory)
+    splits = spec.splits()  # built here, in the trial's process
+    n_train = len(splits["train"])
+    sampler = ShardSampler(n_train, batch_size=min(setup.batch_size, n_train), seed=[setup.seed, rank])
+    train = spec.loader(splits["train"], sampler, device)
+
+    def evaluation(split: str) -> CachedBatches:
+        order = OrderSampler(len(splits[split]), batch_size=_EVAL_BATCH, seed=[setup.seed, rank, 0xE7A1])
+        return CachedBatches(spec.loader(splits[split], order, device))
+
+    def evaluate(batches: CachedBatches) -> dict[str, float]:
+        return evaluate_loop(model, batches, criterion=loss_fn, metrics=metrics_fn, metrics_key="retrain.metrics")
+
+    val = evaluation("val")
+    steps = sampler.steps
+    weights = WeightStep(model, setup, device=device, criterion=loss_fn)
     start_epoch, wall = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
@@ -158,29 +181,27 @@ def train_fixed(
     for epoch in range(start_epoch, setup.epochs):
         began = time.perf_counter()
         model.train()
-        order = torch.from_numpy(np.random.default_rng([setup.seed, rank, epoch]).permutation(len(train)))
+        sampler.set_epoch(epoch)
         loss_sum = 0.0
-        for s in range(steps):
-            x, y = train.take(order[s * setup.batch_size : (s + 1) * setup.batch_size])
+        for s, (x, y) in enumerate(train):
             weights.set_lr(epoch + s / steps)
             weights.zero_grad()
             _out, loss = weights.forward_backward(x, y, 1)
             weights.apply()
             loss_sum += float(loss.detach())
-        scores = evaluate_loop(model, val.batches(_EVAL_BATCH), criterion=nn.functional.cross_entropy)
+        scores = evaluate(val)
         wall += time.perf_counter() - began
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / steps,
-            "val_accuracy": scores["accuracy"],
-            "val_loss": scores["loss"],
+            **{f"val_{k}": v for k, v in scores.items()},
             "params": n_params,
             "rank": rank,
             "wall_s": wall,
         }
         if epoch + 1 == setup.epochs and "test" in splits:
-            test = _Batches(splits["test"], device).batches(_EVAL_BATCH)
-            metrics["test_accuracy"] = evaluate_loop(model, test, criterion=nn.functional.cross_entropy)["accuracy"]
+            tested = evaluate(evaluation("test"))
+            metrics.update({f"test_{k}": v for k, v in tested.items() if k != "loss"})
         checkpoint = {
             "model": model.state_dict(),
             "optimizer": weights.optimizer.state_dict(),
@@ -213,7 +234,11 @@ def _row(
     trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any
 ) -> dict:
     metrics = metrics or {}
+    extra = {
+        k: v for k, v in metrics.items() if k.startswith(("val_", "test_")) and isinstance(v, (int, float))
+    }  # the metrics a custom retrain.metrics returns, as columns of their own
     return {
+        **extra,
         "trial_id": trial_id,
         "rank": rank,
         "arch": json.dumps(setup.archs[rank], sort_keys=True),
@@ -315,6 +340,10 @@ class AshaRule:
         return False
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
 class _Stopped(Exception):
     pass
 
@@ -372,5 +401,6 @@ def run_retrain_local(
         if status == "stopped":
             log(f"retrain {rank + 1}/{len(setup.archs)}: stopped by ASHA after epoch {row['epochs']}")
         else:
-            log(f"retrain {rank + 1}/{len(setup.archs)}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f}")
+            test = f"test_{metric[4:]}" if metric.startswith("val_") and metric != "val_loss" else "test_accuracy"
+            log(f"retrain {rank + 1}/{len(setup.archs)}: {metric} {_fmt(row.get(metric))} {test} {_fmt(row.get(test))}")
     return rows

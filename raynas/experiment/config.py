@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from raynas._io import read_yaml
-from raynas.train.config import DEVICES, LR_SCHEDULES, PRECISIONS, ConfigError, SupernetConfig
+from raynas.train.config import DEVICES, LR_SCHEDULES, PRECISIONS, ConfigError, SupernetConfig, is_import_path
 
 __all__ = [
     "ConfigError",
@@ -36,6 +36,7 @@ __all__ = [
     "SCHEDULERS",
 ]
 
+#: what ``search.metric`` may name without custom metrics (``val_<name>`` of any metric they return)
 METRICS = ("val_accuracy", "val_loss")
 MODES = ("max", "min")
 SCHEDULERS = ("none", "asha")
@@ -71,6 +72,12 @@ def _check(section: str, name: str, value: Any, kind: str, options: Mapping[str,
             raise ConfigError(f"{key} must be a non-empty string, got {value!r}")
         if options.get("factory") and (value.count(":") != 1 or not all(value.split(":"))):
             raise ConfigError(f"{key} must be written 'package.module:name', got {value!r}")
+    elif kind == "import":
+        if not is_import_path(value):
+            raise ConfigError(f"{key} must be written 'package.module:name', got {value!r}")
+    elif kind == "metric":
+        if not isinstance(value, str) or not value.startswith("val_") or len(value) == 4:
+            raise ConfigError(f"{key} must be val_loss or val_<name of a metric>, got {value!r}")
     elif kind == "bool":
         if not isinstance(value, bool):
             raise ConfigError(f"{key} must be true or false, got {value!r}")
@@ -147,12 +154,22 @@ class ModelSection(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class DataSection(_Section):
-    """``data``: a built-in dataset name (``mnist1d``, ``digits``) or ``MODULE:FUNCTION``
-    returning ``{"train", "val", "test"}`` datasets, and its keyword arguments."""
+    """``data``: where the datasets come from and how they are read.
+
+    Attributes:
+        name: a built-in (``mnist1d``, ``digits``) or ``MODULE:FUNCTION`` returning
+            ``{"train", "val", "test"}`` map-style datasets; called in each replica and trial.
+        kwargs: keyword arguments for the function.
+        workers: DataLoader worker processes per replica / trial (``None``: the CPUs Ray gives
+            it minus one, at most 8; 0: read in the training process).
+        prefetch_factor: batches each worker reads ahead.
+    """
 
     _name = "data"
     name: str = field(default="mnist1d", metadata=_rule("str"))
     kwargs: dict = field(default_factory=dict, metadata=_rule("dict"))
+    workers: int | None = field(default=None, metadata=_rule("int", min=0, optional=True))
+    prefetch_factor: int = field(default=2, metadata=_rule("int", min=1))
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -175,7 +192,8 @@ class SearchSection(_Section):
         num_samples: architectures to score (0 skips the search: the exported architecture of
             a learnable mutator, or none, goes to retraining).
         max_concurrent: trials running at once.
-        metric: ``val_accuracy`` or ``val_loss``.
+        metric: ``val_loss`` or ``val_<name>`` of a metric ``metrics`` returns (default
+            ``val_accuracy``); retraining reports and ranks by it too.
         mode: ``max`` or ``min``.
         bn_batches: training batches to recalibrate BatchNorm on per architecture.
         batch_size: evaluation batch size.
@@ -183,6 +201,10 @@ class SearchSection(_Section):
         max_flops: reject architectures with more FLOPs per sample, without spending a trial.
         cpus_per_trial: Ray CPUs per search trial.
         gpus_per_trial: Ray GPUs per search trial.
+        loss: ``package.module:name`` of ``f(output, target) -> scalar tensor`` (``None``:
+            cross-entropy).
+        metrics: ``package.module:name`` of ``f(output, target) -> {name: number}`` (``None``:
+            ``{"accuracy": ...}``).
     """
 
     _name = "search"
@@ -192,7 +214,7 @@ class SearchSection(_Section):
     )
     num_samples: int = field(default=200, metadata=_rule("int", min=0))
     max_concurrent: int = field(default=2, metadata=_rule("int", min=1))
-    metric: str = field(default="val_accuracy", metadata=_rule("choice", valid=METRICS))
+    metric: str = field(default="val_accuracy", metadata=_rule("metric"))
     mode: str = field(default="max", metadata=_rule("choice", valid=MODES))
     bn_batches: int = field(default=10, metadata=_rule("int", min=0))
     batch_size: int = field(default=256, metadata=_rule("int", min=1))
@@ -200,6 +222,8 @@ class SearchSection(_Section):
     max_flops: int | None = field(default=None, metadata=_rule("int", min=1, optional=True))
     cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
     gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
+    loss: str | None = field(default=None, metadata=_rule("import", optional=True))
+    metrics: str | None = field(default=None, metadata=_rule("import", optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -225,6 +249,8 @@ class RetrainSection(_Section):
         cpus_per_trial: Ray CPUs per retrain trial.
         gpus_per_trial: Ray GPUs per retrain trial.
         max_failures: retries of a failed trial (from its last checkpoint).
+        loss: as ``search.loss``.
+        metrics: as ``search.metrics`` (``search.metric`` must be among what they return).
     """
 
     _name = "retrain"
@@ -246,6 +272,8 @@ class RetrainSection(_Section):
     cpus_per_trial: float = field(default=1.0, metadata=_rule("number", min=0.0))
     gpus_per_trial: float = field(default=0.0, metadata=_rule("number", min=0.0))
     max_failures: int = field(default=2, metadata=_rule("int", min=0))
+    loss: str | None = field(default=None, metadata=_rule("import", optional=True))
+    metrics: str | None = field(default=None, metadata=_rule("import", optional=True))
 
 
 _SECTIONS: dict[str, Any] = {
@@ -374,6 +402,17 @@ def _merge(base: dict, update: Mapping) -> dict:
     return out
 
 
+def _callables_as_paths(key: Any, value: Any) -> Any:
+    """An override's loss / metrics callables as their import paths (they go into config.yaml)."""
+    from raynas.experiment.checks import importable_path
+
+    if isinstance(value, Mapping) and isinstance(key, str) and "." not in key:
+        return {k: _callables_as_paths(f"{key}.{k}", v) for k, v in value.items()}
+    if isinstance(key, str) and key.rsplit(".", 1)[-1] in ("loss", "metrics"):
+        return importable_path(value, key=key)
+    return value
+
+
 def build_config(
     config: str | os.PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -397,12 +436,14 @@ def build_config(
         base = config.to_dict()
     else:
         user = _read_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
+        user = {k: _callables_as_paths(k, v) for k, v in user.items()}
         base = ExperimentConfig().to_dict()
     data = _merge(base, user)
     seed_given = isinstance(config, ExperimentConfig) or (
         isinstance(user.get("supernet"), Mapping) and "seed" in user["supernet"]
     )
     for key, value in dict(overrides or {}).items():
+        value = _callables_as_paths(key, value)
         if not isinstance(key, str) or not key:
             raise ConfigError(f"override keys are 'section.key' strings or section names, got {key!r}")
         if "." not in key:

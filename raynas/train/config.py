@@ -55,6 +55,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def is_import_path(value: Any) -> bool:
+    """Whether ``value`` is written ``package.module:name`` (``name`` may be dotted)."""
+    if not isinstance(value, str) or value.count(":") != 1:
+        return False
+    module, name = value.split(":")
+    return all(p.isidentifier() for p in module.split(".")) and all(p.isidentifier() for p in name.split("."))
+
+
 def _is_flops_spec(value: str) -> bool:
     """A method name (``get_candidate_flops``) or ``package.module:function``."""
     if value.count(":") == 0:
@@ -147,6 +155,11 @@ class SupernetConfig:
             memory (the nodes' first replicas combine over gloo); CPU training on x86-64 only.
             ``auto``: ``shm`` where it applies and some node hosts two or more replicas, else
             ``backend``.
+        loss: the loss, ``package.module:name`` of ``f(output, target) -> scalar tensor`` (or a
+            class built without arguments, ``torch.nn:CrossEntropyLoss``); it receives the model's
+            output as it is. ``None``: cross-entropy (on the first element of a tuple output).
+        metrics: ``package.module:name`` of ``f(output, target) -> {name: number}``, averaged
+            per epoch into the supernet's metrics. ``None``: only the accuracy.
     """
 
     replicas: int = 2
@@ -195,6 +208,8 @@ class SupernetConfig:
     dist_timeout_s: float = 120.0
     distill: float = 0.0
     allreduce: str = "auto"
+    loss: str | None = None
+    metrics: str | None = None
 
     def __post_init__(self) -> None:
         self._check_int("replicas", minimum=1)
@@ -258,6 +273,10 @@ class SupernetConfig:
                 f"supernet.algorithm={self.algorithm!r}; got distill={self.distill!r}"
             )
         self._check_choice("allreduce", ALLREDUCES)
+        for name in ("loss", "metrics"):
+            value = getattr(self, name)
+            if value is not None and not is_import_path(value):
+                raise ConfigError(f"supernet.{name} must be written 'package.module:name', got {value!r}")
 
     @property
     def total_epochs(self) -> int:

@@ -40,7 +40,8 @@ class LocalReplicas:
         config: the settings (``replicas`` is ignored: local mode has one).
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
-        criterion: the loss (default cross-entropy).
+        criterion: the loss (default: ``config.loss``, else cross-entropy).
+        metrics: the metrics function (default: ``config.metrics``).
     """
 
     local = True
@@ -54,6 +55,7 @@ class LocalReplicas:
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable | None = None,
+        metrics: Callable | None = None,
     ):
         self.replica = SupernetReplica(
             factory=factory,
@@ -64,6 +66,7 @@ class LocalReplicas:
             mutator_factory=mutator_factory,
             trace=trace,
             criterion=criterion,
+            metrics=metrics,
         )
         self.world_size = 1
         self._threads: int | None = None
@@ -149,11 +152,13 @@ class RayReplicas:
 
     Args:
         factory: model factory (callable or ``"module:function"``).
-        data: the data splits; a mapping is put in the object store once.
+        data: a :class:`~raynas.train.data.DataSpec` or the splits' source: each actor builds the
+            datasets itself; only a mapping of datasets (Python API) is put in the object store.
         config: the settings (``replicas``, ``cpus_per_replica``, ``device``, ...).
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
-        criterion: the loss (default cross-entropy).
+        criterion: the loss (default: ``config.loss``, else cross-entropy).
+        metrics: the metrics function (default: ``config.metrics``).
     """
 
     local = False
@@ -167,6 +172,7 @@ class RayReplicas:
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable | None = None,
+        metrics: Callable | None = None,
     ):
         self.factory = factory
         self.data = data
@@ -174,6 +180,7 @@ class RayReplicas:
         self.mutator_factory = mutator_factory
         self.trace = trace
         self.criterion = criterion
+        self.metrics = metrics
         self.world_size = config.replicas
         self.actors: list[Any] = []
 
@@ -201,7 +208,8 @@ class RayReplicas:
         cls = ray.remote(ReplicaActor).options(
             num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
         )
-        data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
+        source = getattr(self.data, "source", self.data)
+        data = ray.put(self.data) if isinstance(source, Mapping) else self.data  # datasets built in Python
         self.actors = [
             cls.remote(
                 factory=self.factory,
@@ -212,6 +220,7 @@ class RayReplicas:
                 mutator_factory=self.mutator_factory,
                 trace=self.trace,
                 criterion=self.criterion,
+                metrics=self.metrics,
             )
             for rank in range(self.world_size)
         ]
