@@ -2,11 +2,13 @@
 
 Part ``cifar``: a CIFAR-shaped dataset (32x32x3 uint8 in memory, 10k samples) with per-sample
 random crop (padding 4), horizontal flip and normalisation, the small DARTS-cell supernet of
-``tests/models.py`` (3 input channels, 10 classes), one replica, batch 64, random paths. For
-``workers`` 0, 1, 2: raynas ``train_supernet(local=True)`` and a plain loop (a ``DataLoader`` with
-the same workers, ``shuffle=True``, persistent workers, the same model, mutator, Adam, clipping)
-run the same number of steps; samples/s after a warm-up epoch, and the fraction of step time
-spent waiting for a batch. Goal: raynas / plain >= 0.95 at the best worker count.
+``tests/models.py`` (3 input channels, 10 classes), one replica, batch 64, random paths, 1 torch
+thread. For ``workers`` 0, 1, 2: a raynas supernet replica (``SupernetReplica``, what
+``train_supernet(local=True)`` drives, reading through a ``DataSpec``) and a plain loop (a
+``DataLoader`` with the same workers, ``shuffle=True``, persistent workers; the same model, a
+``RandomMutator`` seeded as the replica's so both train the same paths, Adam, clipping) run in
+one process, alternating chunks of steps after a warm-up chunk; samples/s and the fraction of
+step time spent waiting for a batch. Goal: raynas / plain >= 0.95 at the best worker count.
 
 Part ``mnist1d``: the default mnist1d run's data paths (supernet samples/s, ms per
 weight-sharing evaluation, seconds per retrain epoch) with APIs every version has, so the same
@@ -72,63 +74,91 @@ def build_model() -> nn.Module:
     return build_darts(channels=8, nodes=2, classes=10, in_channels=3)
 
 
-def _raynas(workers: int, epochs: int, steps: int, batch: int) -> dict:
-    from raynas.train import train_supernet
-    from raynas.train.data import DataSpec
+class _Raynas:
+    """A raynas supernet replica (what ``train_supernet(local=True)`` drives) reading through a
+    DataSpec with ``workers`` loader processes."""
 
-    spec = DataSpec(source=load_cifar_shaped, workers=workers)
-    with tempfile.TemporaryDirectory() as out:
-        config = dict(replicas=1, epochs=epochs, batch_size=batch, log_every=steps, progress=False,
-                      tensorboard=False, threads=1)
-        result = train_supernet(build_model, spec, config, out_dir=out, local=True)
-    timed = result.history[1:]  # after the warm-up epoch (worker start, first allocations)
-    samples = sum(h["samples_per_s"] * h["time_s"] for h in timed)
-    seconds = sum(h["time_s"] for h in timed)
-    return {"samples_per_s": samples / seconds, "wait_fraction": sum(h["data_wait_s"] for h in timed) / seconds}
+    def __init__(self, config, workers: int):
+        from raynas.train.data import DataSpec
+        from raynas.train.replica import SupernetReplica
+
+        self.replica = SupernetReplica(
+            factory=build_model, data=DataSpec(source=load_cifar_shaped, workers=workers), config=config
+        )
+        self.replica.setup()
+        self.steps_per_epoch = self.replica.steps_per_epoch
+
+    def run(self, n: int) -> float:
+        """Train ``n`` steps; the seconds waited for batches."""
+        r = self.replica
+        if r.pos == r.steps_per_epoch:
+            r.end_epoch()
+        return r.run(n).data_wait_s
 
 
-def _plain(workers: int, epochs: int, steps: int, batch: int) -> dict:
-    from torch.utils.data import DataLoader
+class _Plain:
+    """The plain PyTorch loop: a DataLoader (shuffle, same workers, persistent), the same model,
+    a RandomMutator seeded as the replica's (so the same paths), Adam, clipping at 5."""
 
-    from raynas.nas import RandomMutator
+    def __init__(self, config, workers: int):
+        from torch.utils.data import DataLoader
 
-    torch.manual_seed(0)
-    model = build_model()
-    mutator = RandomMutator(model, seed=0)
-    optimizer = torch.optim.Adam(model.parameters(), lr=0.01)
-    loader = DataLoader(load_cifar_shaped()["train"], batch_size=batch, shuffle=True, drop_last=True,
-                        num_workers=workers, persistent_workers=workers > 0)
-    times, waits = [], []
-    for _epoch in range(epochs):
-        began, wait = time.perf_counter(), 0.0
-        it = iter(loader)
-        for _ in range(steps):
+        from raynas.nas import RandomMutator
+        from raynas.train.sampling import mutator_seed
+
+        torch.manual_seed(config.seed)
+        self.model = build_model()
+        self.mutator = RandomMutator(self.model, seed=mutator_seed(config, 0))
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=config.lr)
+        self.loader = DataLoader(load_cifar_shaped()["train"], batch_size=config.batch_size, shuffle=True,
+                                 drop_last=True, num_workers=workers, persistent_workers=workers > 0)
+        self.it = iter(self.loader)
+
+    def run(self, n: int) -> float:
+        wait = 0.0
+        for _ in range(n):
             t = time.perf_counter()
-            x, y = next(it)
+            try:
+                x, y = next(self.it)
+            except StopIteration:
+                self.it = iter(self.loader)
+                x, y = next(self.it)
             wait += time.perf_counter() - t
-            mutator.reset()
-            optimizer.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), y)
+            self.mutator.reset()
+            self.optimizer.zero_grad(set_to_none=True)
+            loss = nn.functional.cross_entropy(self.model(x), y)
             loss.backward()
-            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.grad is not None], 5.0)
-            optimizer.step()
-        del it
-        times.append(time.perf_counter() - began)
-        waits.append(wait)
-    seconds = sum(times[1:])
-    return {"samples_per_s": (epochs - 1) * steps * batch / seconds, "wait_fraction": sum(waits[1:]) / seconds}
+            nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.grad is not None], 5.0)
+            self.optimizer.step()
+        return wait
+
+
+def _compare(workers: int, args: argparse.Namespace) -> dict:
+    """Both loops in this process, alternating chunks of ``args.chunk`` steps (which goes first
+    alternates too), after one warm-up chunk each."""
+    from raynas.train import SupernetConfig
+
+    config = SupernetConfig(replicas=1, epochs=100, batch_size=args.batch, progress=False, tensorboard=False)
+    loops = {"raynas": _Raynas(config, workers), "plain": _Plain(config, workers)}
+    totals = {name: [0.0, 0.0] for name in loops}
+    for loop in loops.values():
+        loop.run(args.chunk)  # warm-up: worker start, first allocations
+    for i in range(args.rounds):
+        for name in (("raynas", "plain") if i % 2 == 0 else ("plain", "raynas")):
+            began = time.perf_counter()
+            wait = loops[name].run(args.chunk)
+            totals[name][0] += time.perf_counter() - began
+            totals[name][1] += wait
+    samples = args.rounds * args.chunk * args.batch
+    return {name: {"samples_per_s": round(samples / t, 2), "wait_fraction": round(w / t, 4)}
+            for name, (t, w) in totals.items()}
 
 
 def cifar(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
-    steps = 10_000 // args.batch
     best = {}
     for workers in args.workers:
-        row = {"workers": workers}
-        for name, fn in (("raynas", _raynas), ("plain", _plain)) if workers % 2 == 0 else (
-            ("plain", _plain), ("raynas", _raynas)
-        ):  # alternate which goes first
-            row[name] = {k: round(v, 4) for k, v in fn(workers, args.epochs, steps, args.batch).items()}
+        row = {"workers": workers, **_compare(workers, args)}
         row["ratio"] = round(row["raynas"]["samples_per_s"] / row["plain"]["samples_per_s"], 3)
         print(json.dumps(row), flush=True)
         best[workers] = row
@@ -169,6 +199,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--batch", type=int, default=64)
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--chunk", type=int, default=12, help="steps per alternation")
+    parser.add_argument("--rounds", type=int, default=6, help="alternations per loop and worker count")
     args = parser.parse_args()
     print(json.dumps({"benchmark": "data_pipeline", **machine()}), flush=True)
     if args.part in ("cifar", "both"):
