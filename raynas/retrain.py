@@ -129,6 +129,25 @@ class RetrainSetup:
         return self.epochs
 
 
+class _TrialData:
+    """A retrain trial's data, built in its process: the training batches (a seeded permutation
+    per ``(seed, rank, epoch)``, full batches) and evaluation splits read in order."""
+
+    def __init__(self, setup: RetrainSetup, rank: int, device: torch.device):
+        self.spec = as_data_spec(setup.data_factory)
+        self.splits = self.spec.splits()
+        self.seed = [setup.seed, rank]
+        self.device = device
+        n = len(self.splits["train"])
+        self.sampler = ShardSampler(n, batch_size=min(setup.batch_size, n), seed=self.seed)
+        self.train = self.spec.loader(self.splits["train"], self.sampler, device)
+
+    def evaluation(self, split: str) -> CachedBatches:
+        """The batches of ``split`` in order (kept after the first pass when they fit)."""
+        order = OrderSampler(len(self.splits[split]), batch_size=_EVAL_BATCH, seed=[*self.seed, 0xE7A1])
+        return CachedBatches(self.spec.loader(self.splits[split], order, self.device))
+
+
 def train_fixed(
     setup: RetrainSetup,
     rank: int,
@@ -154,21 +173,12 @@ def train_fixed(
     model = setup.model_factory()
     apply_fixed_architecture(model, setup.archs[rank])
     model.to(device)
-    spec = as_data_spec(setup.data_factory)
-    splits = spec.splits()  # built here, in the trial's process
-    n_train = len(splits["train"])
-    sampler = ShardSampler(n_train, batch_size=min(setup.batch_size, n_train), seed=[setup.seed, rank])
-    train = spec.loader(splits["train"], sampler, device)
-
-    def evaluation(split: str) -> CachedBatches:
-        order = OrderSampler(len(splits[split]), batch_size=_EVAL_BATCH, seed=[setup.seed, rank, 0xE7A1])
-        return CachedBatches(spec.loader(splits[split], order, device))
+    data = _TrialData(setup, rank, device)
+    sampler, train, val, steps = data.sampler, data.train, data.evaluation("val"), data.sampler.steps
 
     def evaluate(batches: CachedBatches) -> dict[str, float]:
         return evaluate_loop(model, batches, criterion=loss_fn, metrics=metrics_fn, metrics_key="retrain.metrics")
 
-    val = evaluation("val")
-    steps = sampler.steps
     weights = WeightStep(model, setup, device=device, criterion=loss_fn)
     start_epoch, wall = 0, 0.0
     if state is not None:
@@ -199,8 +209,8 @@ def train_fixed(
             "rank": rank,
             "wall_s": wall,
         }
-        if epoch + 1 == setup.epochs and "test" in splits:
-            tested = evaluate(evaluation("test"))
+        if epoch + 1 == setup.epochs and "test" in data.splits:
+            tested = evaluate(data.evaluation("test"))
             metrics.update({f"test_{k}": v for k, v in tested.items() if k != "loss"})
         checkpoint = {
             "model": model.state_dict(),

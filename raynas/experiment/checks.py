@@ -7,12 +7,12 @@ and ``retrain`` import, the losses return a scalar and ``search.metric`` is amon
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from raynas.experiment.config import METRICS, ConfigError, ExperimentConfig
 
-__all__ = ["check_objective", "importable_path"]
+__all__ = ["callables_as_paths", "check_objective", "importable_path"]
 
 
 def importable_path(value: Any, *, key: str) -> Any:
@@ -38,6 +38,15 @@ def importable_path(value: Any, *, key: str) -> Any:
             f"importable module, not __main__), got {value!r}"
         )
     return path
+
+
+def callables_as_paths(key: Any, value: Any) -> Any:
+    """An override's (or a section's) loss / metrics callables as import paths (config.yaml holds them)."""
+    if isinstance(value, Mapping) and isinstance(key, str) and "." not in key:
+        return {k: callables_as_paths(f"{key}.{k}", v) for k, v in value.items()}
+    if isinstance(key, str) and key.rsplit(".", 1)[-1] in ("loss", "metrics"):
+        return importable_path(value, key=key)
+    return value
 
 
 def check_objective(config: ExperimentConfig, model_factory: Callable, data: Any) -> None:

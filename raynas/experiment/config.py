@@ -402,17 +402,6 @@ def _merge(base: dict, update: Mapping) -> dict:
     return out
 
 
-def _callables_as_paths(key: Any, value: Any) -> Any:
-    """An override's loss / metrics callables as their import paths (they go into config.yaml)."""
-    from raynas.experiment.checks import importable_path
-
-    if isinstance(value, Mapping) and isinstance(key, str) and "." not in key:
-        return {k: _callables_as_paths(f"{key}.{k}", v) for k, v in value.items()}
-    if isinstance(key, str) and key.rsplit(".", 1)[-1] in ("loss", "metrics"):
-        return importable_path(value, key=key)
-    return value
-
-
 def build_config(
     config: str | os.PathLike | Mapping[str, Any] | ExperimentConfig | None = None,
     overrides: Mapping[str, Any] | None = None,
@@ -431,19 +420,21 @@ def build_config(
     Raises:
         ConfigError: an unknown section or key, or a bad value (the message names both).
     """
+    from raynas.experiment.checks import callables_as_paths
+
     if isinstance(config, ExperimentConfig):
         user: dict = {}
         base = config.to_dict()
     else:
         user = _read_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
-        user = {k: _callables_as_paths(k, v) for k, v in user.items()}
+        user = {k: callables_as_paths(k, v) for k, v in user.items()}
         base = ExperimentConfig().to_dict()
     data = _merge(base, user)
     seed_given = isinstance(config, ExperimentConfig) or (
         isinstance(user.get("supernet"), Mapping) and "seed" in user["supernet"]
     )
     for key, value in dict(overrides or {}).items():
-        value = _callables_as_paths(key, value)
+        value = callables_as_paths(key, value)
         if not isinstance(key, str) or not key:
             raise ConfigError(f"override keys are 'section.key' strings or section names, got {key!r}")
         if "." not in key:

@@ -95,3 +95,13 @@ def test_on_ray_every_replica_and_trial_builds_the_data_itself(files, tmp_path):
     callers = {int(p) for p in os.listdir(pids)}
     # the driver (checks, path costs), two replica actors, and the search / retrain trial workers
     assert len(callers) >= 4, callers
+
+
+def test_python_callables_become_import_paths_in_the_config():
+    from raynas.experiment.config import ConfigError, build_config
+    from tests.datasets import aux_loss, top_metrics
+
+    config = build_config({"retrain": {"loss": aux_loss}}, overrides={"search.metrics": top_metrics})
+    assert (config.retrain.loss, config.search.metrics) == ("tests.datasets:aux_loss", "tests.datasets:top_metrics")
+    with pytest.raises(ConfigError, match="supernet.loss must be importable by name in every process"):
+        build_config(overrides={"supernet.loss": lambda out, y: out.sum()})
