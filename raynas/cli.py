@@ -199,8 +199,9 @@ def eval_(directory: str, archs_file: str, fmt: str) -> None:
         for row in rows:
             click.echo(json.dumps(row, sort_keys=True))
     else:
-        _table([{**r, "arch": json.dumps(r["arch"], sort_keys=True)} for r in rows],
-               ["val_accuracy", "val_loss", "params", "flops", "arch"])
+        scores = sorted({k for r in rows for k in r if k.startswith("val_")})  # val_loss and every metric
+        table = [{**r, "arch": json.dumps(r["arch"], sort_keys=True)} for r in rows]
+        _table(table, [*scores, "params", "flops", "arch"])
 
 
 @main.command("retrain")

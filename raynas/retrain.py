@@ -8,7 +8,6 @@ retries a failed trial from its last checkpoint (``FailureConfig``); ASHA may st
 from __future__ import annotations
 
 import json
-import math
 import os
 import tempfile
 import time
@@ -17,14 +16,16 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
 from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
-from raynas.train.data import Batches as _Batches
-from raynas.train.data import resolve_data
-from raynas.train.step import build_optimizer
+from raynas.train.data import as_data_spec
+from raynas.train.evaluate import evaluate_loop
+from raynas.train.loader import CachedBatches, OrderSampler, ShardSampler
+from raynas.train.objective import resolve_loss, resolve_metrics
+from raynas.train.resolve import check_precision, pick_device
+from raynas.train.step import WeightStep
 
 __all__ = ["RETRAIN_COLUMNS", "AshaRule", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
 
@@ -43,22 +44,41 @@ RETRAIN_COLUMNS = (
     "status",
 )
 
+_EVAL_BATCH = 500  # examples per evaluation batch
+
 
 class RetrainSetup:
-    """What a retrain trial needs (small and picklable).
+    """What a retrain trial needs (small and picklable); its training settings are read by the
+    same :class:`~raynas.train.step.WeightStep` (optimizer, learning-rate schedule, clipping,
+    precision) and :func:`~raynas.train.resolve.pick_device` as supernet training's.
 
     Args:
         model_factory: zero-argument model factory.
-        data_factory: zero-argument function returning the data splits.
+        data_factory: a :class:`~raynas.train.data.DataSpec`, or a zero-argument function returning
+            the data splits (called in each trial).
         archs: the architectures to retrain, best first (exported form).
         search_scores: their weight-sharing scores (``None`` where unknown).
         epochs: training epochs.
         optimizer: ``adam`` or ``sgd``.
-        lr: peak learning rate (cosine to 0 over all steps).
+        lr: peak learning rate.
         weight_decay: L2 weight decay.
         batch_size: training batch size.
         seed: base seed (each architecture's is ``(seed, rank)``).
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
+        lr_schedule: ``cosine`` (to 0 over all epochs, after the warm-up) or ``constant``.
+        warmup_epochs: linear warm-up length in epochs.
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        precision: ``fp32``, ``bf16`` or ``fp16`` (CUDA).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
+        loss: ``f(output, target) -> scalar tensor``, a callable or ``"module:name"`` (default
+            cross-entropy).
+        metrics: ``f(output, target) -> {name: number}``, a callable or ``"module:name"``,
+            reported as ``val_<name>`` / ``test_<name>`` (default: the accuracy).
     """
+
+    #: no in-place distillation when retraining (a :class:`~raynas.train.step.TrainSettings` field)
+    distill = 0.0
 
     def __init__(
         self,
@@ -73,6 +93,15 @@ class RetrainSetup:
         weight_decay: float,
         batch_size: int,
         seed: int,
+        momentum: float = 0.9,
+        nesterov: bool = False,
+        lr_schedule: str = "cosine",
+        warmup_epochs: float = 0.0,
+        grad_clip: float | None = None,
+        precision: str = "fp32",
+        device: str = "auto",
+        loss: Callable | str | None = None,
+        metrics: Callable | str | None = None,
     ):
         self.model_factory = model_factory
         self.data_factory = data_factory
@@ -84,20 +113,39 @@ class RetrainSetup:
         self.weight_decay = weight_decay
         self.batch_size = batch_size
         self.seed = seed
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.lr_schedule = lr_schedule
+        self.warmup_epochs = warmup_epochs
+        self.grad_clip = grad_clip
+        self.precision = precision
+        self.device = device
+        self.loss = loss
+        self.metrics = metrics
+
+    @property
+    def total_epochs(self) -> int:
+        """The epochs the learning-rate schedule spans (``epochs``)."""
+        return self.epochs
 
 
-def _evaluate(model: nn.Module, batches: _Batches, batch_size: int = 500) -> tuple[float, float]:
-    model.eval()
-    correct, loss_sum = 0, 0.0
-    idx = torch.arange(len(batches))
-    with torch.no_grad():
-        for i in range(0, len(batches), batch_size):
-            x, y = batches.take(idx[i : i + batch_size])
-            out = model(x)
-            loss_sum += float(nn.functional.cross_entropy(out, y, reduction="sum"))
-            correct += int((out.argmax(-1) == y).sum())
-    n = max(len(batches), 1)
-    return correct / n, loss_sum / n
+class _TrialData:
+    """A retrain trial's data, built in its process: the training batches (a seeded permutation
+    per ``(seed, rank, epoch)``, full batches) and evaluation splits read in order."""
+
+    def __init__(self, setup: RetrainSetup, rank: int, device: torch.device):
+        self.spec = as_data_spec(setup.data_factory)
+        self.splits = self.spec.splits()
+        self.seed = [setup.seed, rank]
+        self.device = device
+        n = len(self.splits["train"])
+        self.sampler = ShardSampler(n, batch_size=min(setup.batch_size, n), seed=self.seed)
+        self.train = self.spec.loader(self.splits["train"], self.sampler, device)
+
+    def evaluation(self, split: str) -> CachedBatches:
+        """The batches of ``split`` in order (kept after the first pass when they fit)."""
+        order = OrderSampler(len(self.splits[split]), batch_size=_EVAL_BATCH, seed=[*self.seed, 0xE7A1])
+        return CachedBatches(self.spec.loader(self.splits[split], order, self.device))
 
 
 def train_fixed(
@@ -112,61 +160,62 @@ def train_fixed(
     Args:
         setup: the retrain setup.
         rank: which architecture (0 = the best search score).
-        report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_accuracy``,
-            ``val_loss``, ``train_loss`` (and ``test_accuracy`` after the last epoch); ``state``
-            is the checkpoint to resume from.
+        report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_loss``,
+            ``val_<metric>`` (default ``val_accuracy``), ``train_loss`` (and ``test_<metric>``
+            after the last epoch); ``state`` is the checkpoint to resume from.
         state: a checkpoint a previous call reported, to continue from it.
     """
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device(setup.device, key="retrain.device")
+    check_precision(device, setup.precision, key="retrain.precision")
+    loss_fn = resolve_loss(setup.loss, key="retrain.loss")
+    metrics_fn = resolve_metrics(setup.metrics, key="retrain.metrics")
     torch.manual_seed(setup.seed * 1000 + rank)
     model = setup.model_factory()
     apply_fixed_architecture(model, setup.archs[rank])
     model.to(device)
-    splits = resolve_data(setup.data_factory)
-    train, val = _Batches(splits["train"], device), _Batches(splits["val"], device)
-    steps = max(1, len(train) // setup.batch_size)
-    params = [p for p in model.parameters() if p.requires_grad]
-    # retraining's own settings: SGD momentum 0.9, no Nesterov
-    opt = build_optimizer(params, optimizer=setup.optimizer, lr=setup.lr, weight_decay=setup.weight_decay, momentum=0.9)
-    total = steps * setup.epochs
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
+    data = _TrialData(setup, rank, device)
+    sampler, train, val, steps = data.sampler, data.train, data.evaluation("val"), data.sampler.steps
+
+    def evaluate(batches: CachedBatches) -> dict[str, float]:
+        return evaluate_loop(model, batches, criterion=loss_fn, metrics=metrics_fn, metrics_key="retrain.metrics")
+
+    weights = WeightStep(model, setup, device=device, criterion=loss_fn)
     start_epoch, wall = 0, 0.0
     if state is not None:
         model.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
+        weights.optimizer.load_state_dict(state["optimizer"])
+        if weights.scaler is not None and state.get("scaler"):
+            weights.scaler.load_state_dict(state["scaler"])
         start_epoch, wall = int(state["epoch"]), float(state["wall_s"])
     n_params = sum(p.numel() for p in model.parameters())
     for epoch in range(start_epoch, setup.epochs):
         began = time.perf_counter()
         model.train()
-        order = torch.from_numpy(np.random.default_rng([setup.seed, rank, epoch]).permutation(len(train)))
+        sampler.set_epoch(epoch)
         loss_sum = 0.0
-        for s in range(steps):
-            x, y = train.take(order[s * setup.batch_size : (s + 1) * setup.batch_size])
-            opt.zero_grad(set_to_none=True)
-            loss = nn.functional.cross_entropy(model(x), y)
-            loss.backward()
-            opt.step()
-            sched.step()
+        for s, (x, y) in enumerate(train):
+            weights.set_lr(epoch + s / steps)
+            weights.zero_grad()
+            _out, loss = weights.forward_backward(x, y, 1)
+            weights.apply()
             loss_sum += float(loss.detach())
-        val_acc, val_loss = _evaluate(model, val)
+        scores = evaluate(val)
         wall += time.perf_counter() - began
         metrics = {
             "epoch": epoch + 1,
             "train_loss": loss_sum / steps,
-            "val_accuracy": val_acc,
-            "val_loss": val_loss,
+            **{f"val_{k}": v for k, v in scores.items()},
             "params": n_params,
             "rank": rank,
             "wall_s": wall,
         }
-        if epoch + 1 == setup.epochs and "test" in splits:
-            metrics["test_accuracy"], _ = _evaluate(model, _Batches(splits["test"], device))
+        if epoch + 1 == setup.epochs and "test" in data.splits:
+            tested = evaluate(data.evaluation("test"))
+            metrics.update({f"test_{k}": v for k, v in tested.items() if k != "loss"})
         checkpoint = {
             "model": model.state_dict(),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
+            "optimizer": weights.optimizer.state_dict(),
+            "scaler": weights.scaler.state_dict() if weights.scaler is not None else None,
             "epoch": epoch + 1,
             "wall_s": wall,
         }
@@ -195,7 +244,11 @@ def _row(
     trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any
 ) -> dict:
     metrics = metrics or {}
+    extra = {
+        k: v for k, v in metrics.items() if k.startswith(("val_", "test_")) and isinstance(v, (int, float))
+    }  # the metrics a custom retrain.metrics returns, as columns of their own
     return {
+        **extra,
         "trial_id": trial_id,
         "rank": rank,
         "arch": json.dumps(setup.archs[rank], sort_keys=True),
@@ -297,6 +350,10 @@ class AshaRule:
         return False
 
 
+def _fmt(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, (int, float)) else str(value)
+
+
 class _Stopped(Exception):
     pass
 
@@ -354,5 +411,6 @@ def run_retrain_local(
         if status == "stopped":
             log(f"retrain {rank + 1}/{len(setup.archs)}: stopped by ASHA after epoch {row['epochs']}")
         else:
-            log(f"retrain {rank + 1}/{len(setup.archs)}: val {row['val_accuracy']:.4f} test {row['test_accuracy']:.4f}")
+            test = f"test_{metric[4:]}" if metric.startswith("val_") and metric != "val_loss" else "test_accuracy"
+            log(f"retrain {rank + 1}/{len(setup.archs)}: {metric} {_fmt(row.get(metric))} {test} {_fmt(row.get(test))}")
     return rows

@@ -62,13 +62,16 @@ class SearchSetup:
 
     Args:
         model_factory: zero-argument model factory (picklable: a module function or a partial).
-        data_factory: zero-argument function returning the data splits.
+        data_factory: a :class:`~raynas.train.data.DataSpec`, or a zero-argument function
+            returning the data splits (called in each trial's process).
         space: the search space.
         bn_batches: BatchNorm recalibration batches.
         bn_batch_size: their size (the supernet's training batch size: the statistics BN saw).
         batch_size: evaluation batch size.
         seed: picks the recalibration batches.
         token: identifies the weights (an actor keeps its evaluator while the token is the same).
+        loss: the loss (callable or ``"module:name"``; default cross-entropy).
+        metrics: the metrics function (callable or ``"module:name"``; default: the accuracy).
     """
 
     def __init__(
@@ -82,6 +85,8 @@ class SearchSetup:
         batch_size: int,
         seed: int,
         token: str,
+        loss: Callable | str | None = None,
+        metrics: Callable | str | None = None,
     ):
         self.model_factory = model_factory
         self.data_factory = data_factory
@@ -91,6 +96,8 @@ class SearchSetup:
         self.batch_size = batch_size
         self.seed = seed
         self.token = token
+        self.loss = loss
+        self.metrics = metrics
 
     def evaluator(self, weights: Any) -> WeightSharingEvaluator:
         """A new evaluator on ``weights``."""
@@ -102,6 +109,8 @@ class SearchSetup:
             batch_size=self.bn_batch_size,
             eval_batch_size=self.batch_size,
             seed=self.seed,
+            criterion=self.loss,
+            metrics=self.metrics,
         )
 
 
@@ -167,6 +176,9 @@ def _row(trial_id: str, metrics: Mapping[str, Any] | None, status: str) -> dict:
     row = {"trial_id": trial_id, "status": status}
     for key in SEARCH_COLUMNS[1:-1]:
         row[key] = metrics.get(key)
+    for key, value in metrics.items():  # the metrics a custom search.metrics returns
+        if key.startswith("val_") and key not in row and isinstance(value, (int, float)):
+            row[key] = value
     return row
 
 

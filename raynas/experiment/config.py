@@ -18,7 +18,7 @@ import yaml
 
 from raynas._io import read_yaml
 from raynas._rules import IMPORT_PATH, check_fields, check_keys, rule
-from raynas.train.config import ConfigError, SupernetConfig
+from raynas.train.config import DEVICES, LR_SCHEDULES, PRECISIONS, ConfigError, SupernetConfig
 from raynas.zoo import BUILTINS
 
 __all__ = [
@@ -37,6 +37,7 @@ __all__ = [
     "SCHEDULERS",
 ]
 
+#: what ``search.metric`` may name without custom metrics (``val_<name>`` of any metric they return)
 METRICS = ("val_accuracy", "val_loss")
 MODES = ("max", "min")
 SCHEDULERS = ("none", "asha")
@@ -47,6 +48,7 @@ _DATA_NAME = (
     lambda v: ":" in v or v in BUILTINS,
     f"a built-in ({', '.join(BUILTINS)}) or 'package.module:function'",
 )
+_METRIC = (lambda v: v.startswith("val_") and len(v) > 4, "val_loss or val_<name of a metric>")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -105,12 +107,22 @@ class ModelSection(_Section):
 
 @dataclass(frozen=True, kw_only=True)
 class DataSection(_Section):
-    """``data``: a built-in dataset name (``mnist1d``, ``digits``) or ``MODULE:FUNCTION``
-    returning ``{"train", "val", "test"}`` datasets, and its keyword arguments."""
+    """``data``: where the datasets come from and how they are read.
+
+    Attributes:
+        name: a built-in (``mnist1d``, ``digits``) or ``MODULE:FUNCTION`` returning
+            ``{"train", "val", "test"}`` map-style datasets; called in each replica and trial.
+        kwargs: keyword arguments for the function.
+        workers: DataLoader worker processes per replica / trial (``None``: the CPUs Ray gives
+            it minus one, at most 8; 0: read in the training process).
+        prefetch_factor: batches each worker reads ahead.
+    """
 
     _name = "data"
     name: str = field(default="mnist1d", metadata=rule("str", form=_DATA_NAME))
     kwargs: dict = field(default_factory=dict, metadata=rule("dict"))
+    workers: int | None = field(default=None, metadata=rule("int", min=0, optional=True))
+    prefetch_factor: int = field(default=2, metadata=rule("int", min=1))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -123,7 +135,8 @@ class SearchSection(_Section):
         num_samples: architectures to score (0 skips the search: the exported architecture of
             a learnable mutator, or none, goes to retraining).
         max_concurrent: trials running at once.
-        metric: ``val_accuracy`` or ``val_loss``.
+        metric: ``val_loss`` or ``val_<name>`` of a metric ``metrics`` returns (default
+            ``val_accuracy``); retraining reports and ranks by it too.
         mode: ``max`` or ``min``.
         bn_batches: training batches to recalibrate BatchNorm on per architecture.
         batch_size: evaluation batch size.
@@ -131,6 +144,10 @@ class SearchSection(_Section):
         max_flops: reject architectures with more FLOPs per sample, without spending a trial.
         cpus_per_trial: Ray CPUs per search trial.
         gpus_per_trial: Ray GPUs per search trial.
+        loss: ``package.module:name`` of ``f(output, target) -> scalar tensor`` (``None``:
+            cross-entropy).
+        metrics: ``package.module:name`` of ``f(output, target) -> {name: number}`` (``None``:
+            ``{"accuracy": ...}``).
     """
 
     _name = "search"
@@ -140,7 +157,7 @@ class SearchSection(_Section):
     )
     num_samples: int = field(default=200, metadata=rule("int", min=0))
     max_concurrent: int = field(default=2, metadata=rule("int", min=1))
-    metric: str = field(default="val_accuracy", metadata=rule("choice", valid=METRICS))
+    metric: str = field(default="val_accuracy", metadata=rule("str", form=_METRIC))
     mode: str = field(default="max", metadata=rule("choice", valid=MODES))
     bn_batches: int = field(default=10, metadata=rule("int", min=0))
     batch_size: int = field(default=256, metadata=rule("int", min=1))
@@ -148,6 +165,8 @@ class SearchSection(_Section):
     max_flops: int | None = field(default=None, metadata=rule("int", min=1, optional=True))
     cpus_per_trial: float = field(default=1.0, metadata=rule("number", min=0.0))
     gpus_per_trial: float = field(default=0.0, metadata=rule("number", min=0.0))
+    loss: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
+    metrics: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -158,14 +177,23 @@ class RetrainSection(_Section):
         top_k: distinct architectures to retrain (best search scores first).
         epochs: training epochs per architecture.
         optimizer: ``adam`` or ``sgd``.
-        lr: learning rate (cosine schedule to 0).
+        lr: peak learning rate.
+        momentum: SGD momentum (ignored by Adam).
+        nesterov: SGD Nesterov momentum.
         weight_decay: L2 weight decay.
+        lr_schedule: ``cosine`` (to 0 over all epochs, after the warm-up) or ``constant``.
+        warmup_epochs: linear warm-up length in epochs (fractions allowed).
+        grad_clip: clip the global gradient norm to this value (``None``: no clipping).
+        precision: ``fp32``, ``bf16`` (autocast) or ``fp16`` (autocast and a grad scaler; CUDA).
+        device: ``auto`` (CUDA when present), ``cpu`` or ``cuda``.
         batch_size: training batch size.
         scheduler: ``none`` or ``asha`` (early stopping on the search metric, per epoch).
         grace_period: ASHA's minimum epochs before a trial may be stopped.
         cpus_per_trial: Ray CPUs per retrain trial.
         gpus_per_trial: Ray GPUs per retrain trial.
         max_failures: retries of a failed trial (from its last checkpoint).
+        loss: as ``search.loss``.
+        metrics: as ``search.metrics`` (``search.metric`` must be among what they return).
     """
 
     _name = "retrain"
@@ -173,13 +201,22 @@ class RetrainSection(_Section):
     epochs: int = field(default=30, metadata=rule("int", min=1))
     optimizer: str = field(default="adam", metadata=rule("choice", valid=RETRAIN_OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=rule("number", min=0.0, strict=True))
+    momentum: float = field(default=0.9, metadata=rule("number", min=0.0, max=1.0, max_strict=True))
+    nesterov: bool = field(default=False, metadata=rule("bool"))
     weight_decay: float = field(default=0.0, metadata=rule("number", min=0.0))
+    lr_schedule: str = field(default="cosine", metadata=rule("choice", valid=LR_SCHEDULES))
+    warmup_epochs: float = field(default=0.0, metadata=rule("number", min=0.0))
+    grad_clip: float | None = field(default=None, metadata=rule("number", min=0.0, strict=True, optional=True))
+    precision: str = field(default="fp32", metadata=rule("choice", valid=PRECISIONS))
+    device: str = field(default="auto", metadata=rule("choice", valid=DEVICES))
     batch_size: int = field(default=128, metadata=rule("int", min=1))
     scheduler: str = field(default="none", metadata=rule("choice", valid=SCHEDULERS))
     grace_period: int = field(default=5, metadata=rule("int", min=1))
     cpus_per_trial: float = field(default=1.0, metadata=rule("number", min=0.0))
     gpus_per_trial: float = field(default=0.0, metadata=rule("number", min=0.0))
     max_failures: int = field(default=2, metadata=rule("int", min=0))
+    loss: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
+    metrics: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
 
 
 _SECTIONS: dict[str, Any] = {
@@ -326,17 +363,21 @@ def build_config(
     Raises:
         ConfigError: an unknown section or key, or a bad value (the message names both).
     """
+    from raynas.experiment.checks import callables_as_paths
+
     if isinstance(config, ExperimentConfig):
         user: dict = {}
         base = config.to_dict()
     else:
         user = _read_yaml(config) if isinstance(config, (str, os.PathLike)) else dict(config or {})
+        user = {k: callables_as_paths(k, v) for k, v in user.items()}
         base = ExperimentConfig().to_dict()
     data = _merge(base, user)
     seed_given = isinstance(config, ExperimentConfig) or (
         isinstance(user.get("supernet"), Mapping) and "seed" in user["supernet"]
     )
     for key, value in dict(overrides or {}).items():
+        value = callables_as_paths(key, value)
         if not isinstance(key, str) or not key:
             raise ConfigError(f"override keys are 'section.key' strings or section names, got {key!r}")
         if "." not in key:

@@ -71,12 +71,17 @@ class Experiment:
         self.dir = xdir
         self.log = log
         self.resumed = resumed
-        from raynas.train.data import data_factory
+        from raynas.experiment.checks import check_objective
+        from raynas.train.data import DataSpec, data_factory
         from raynas.train.resolve import resolve_factory
 
+        d = config.data
         self.model_factory = resolve_factory(config.model.factory, config.model.kwargs)
-        self.data_factory = data_factory(config.data.name, config.data.kwargs)
+        data_factory(d.name, d.kwargs)  # imports now: a bad data.name fails before anything is written
+        # the path travels, not the datasets: every replica and trial builds them itself
+        self.data = DataSpec(source=d.name, kwargs=dict(d.kwargs), workers=d.workers, prefetch_factor=d.prefetch_factor)
         self.space = self._check_model()
+        check_objective(config, self.model_factory, self.data)
 
     @classmethod
     def create(cls, config: ExperimentConfig, *, log: Log = print) -> Experiment:
@@ -186,7 +191,7 @@ class Experiment:
         cfg = self.config.supernet
         result = train_supernet(
             self.model_factory,
-            self.data_factory,
+            self.data,
             cfg.replace(tensorboard=False),
             out_dir=self.dir.supernet,
             local=local,
@@ -224,11 +229,10 @@ class Experiment:
         from raynas.nas import RandomMutator
         from raynas.train import profile_costs
         from raynas.train.data import Batches as _Batches
-        from raynas.train.data import resolve_data
 
         model = self.model_factory()
         # one training example as a batch of one, whatever its structure (a tensor, a tuple ...)
-        example = _Batches(resolve_data(self.data_factory)["train"], torch.device("cpu")).take(torch.arange(1))[0]
+        example = _Batches(self.data.splits()["train"], torch.device("cpu")).take(torch.arange(1))[0]
         return profile_costs(RandomMutator(model), example)
 
     def evaluator(self, weights: Any) -> Any:
@@ -240,13 +244,15 @@ class Experiment:
         s = self.config.search
         return SearchSetup(
             model_factory=self.model_factory,
-            data_factory=self.data_factory,
+            data_factory=self.data,
             space=self.space,
             bn_batches=s.bn_batches,
             bn_batch_size=self.config.supernet.batch_size,
             batch_size=s.batch_size,
             seed=self.config.experiment.seed,
             token=token,
+            loss=s.loss,
+            metrics=s.metrics,
         )
 
     def _phase_search(self, *, local: bool, resume: bool) -> dict:
@@ -322,7 +328,7 @@ class Experiment:
         flops = [costs.cost(to_decisions(arch, self.space))[1] for arch, _ in candidates]
         setup = RetrainSetup(
             model_factory=self.model_factory,
-            data_factory=self.data_factory,
+            data_factory=self.data,
             archs=[arch for arch, _ in candidates],
             search_scores=[score for _, score in candidates],
             epochs=r.epochs,
@@ -331,6 +337,15 @@ class Experiment:
             weight_decay=r.weight_decay,
             batch_size=r.batch_size,
             seed=self.config.experiment.seed,
+            momentum=r.momentum,
+            nesterov=r.nesterov,
+            lr_schedule=r.lr_schedule,
+            warmup_epochs=r.warmup_epochs,
+            grad_clip=r.grad_clip,
+            precision=r.precision,
+            device=r.device,
+            loss=r.loss,
+            metrics=r.metrics,
         )
         if local:
             rows = run_retrain_local(

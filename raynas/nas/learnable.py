@@ -59,15 +59,15 @@ def grads_of(params: Sequence[torch.Tensor]) -> list[torch.Tensor]:
     return out
 
 
-def split_halves(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """A seeded split of ``range(n)`` into two disjoint halves of ``n // 2`` indices each.
+def split_halves(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """NNI's ``DartsTrainer`` split of ``range(n)`` (``indices[:n // 2]``, ``indices[n // 2:]``).
 
     Returns:
-        ``(weight_half, arch_half)``: the weights train on the first, the mutator on the second.
+        ``(weight_half, arch_half)``: the weights train on the first, the mutator on the second
+        (each shuffled every epoch).
     """
-    perm = np.random.default_rng([int(seed), 0xA4C4]).permutation(n)
     half = n // 2
-    return np.sort(perm[:half]), np.sort(perm[half : 2 * half])
+    return np.arange(half), np.arange(half, n)
 
 
 class LearnableMutator(Mutator):
@@ -155,9 +155,10 @@ class ArchTrainer:
     """Train a supernet and a learnable mutator in this process (no Ray), alternating steps.
 
     Each step takes one batch of the weight half and one of the architecture half of the
-    training data (a seeded 50/50 split): :meth:`LearnableMutator.arch_step` on the latter, then
-    a weight step on the former. ``raynas.train`` does the same on its replicas; this class is
-    for notebooks, tests and custom loops (NNI's ``DartsTrainer`` / ``EnasTrainer``).
+    training data (NNI's ``DartsTrainer`` split, :func:`split_halves`):
+    :meth:`LearnableMutator.arch_step` on the latter, then a weight step on the former.
+    ``raynas.train`` does the same on its replicas; this class is for notebooks, tests and custom
+    loops (NNI's ``DartsTrainer`` / ``EnasTrainer``).
 
     Args:
         model: the supernet (bound to ``mutator``).
@@ -235,7 +236,7 @@ class ArchTrainer:
         from torch.utils.data import default_collate
 
         n = len(dataset)
-        w_idx, a_idx = split_halves(n, seed)
+        w_idx, a_idx = split_halves(n)
         if len(w_idx) < batch_size:
             raise ConfigError(f"batch_size must be <= half the training set ({len(w_idx)}), got {batch_size!r}")
 

@@ -91,6 +91,10 @@ class EpochMetrics:
     arch: dict[str, float] = field(default_factory=dict)
     #: the learnable mutator's exported architecture at the epoch's checkpoint (else ``None``).
     architecture: dict[str, Any] | None = None
+    #: the means over the examples of ``supernet.metrics``' values (empty without it).
+    metrics: dict[str, float] = field(default_factory=dict)
+    #: seconds of the epoch the slowest replica's steps waited for their batches.
+    data_wait_s: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able form."""
@@ -104,7 +108,9 @@ class EpochMetrics:
             "time_s": self.time_s,
             "counts": self.counts,
             "fallbacks": self.fallbacks,
+            "data_wait_s": self.data_wait_s,
             **({"arch": self.arch} if self.arch else {}),
+            **({"metrics": self.metrics} if self.metrics else {}),
         }
 
 

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from raynas._rules import check_fields, check_keys, rule
+from raynas._rules import IMPORT_PATH, check_fields, check_keys, rule
 from raynas.nas.algorithms import ALGORITHMS as _ALGORITHM_REGISTRY
 from searchers.errors import ConfigError  # one class for every raynas config error
 
@@ -145,6 +145,11 @@ class SupernetConfig:
             memory (the nodes' first replicas combine over gloo); CPU training on x86-64 only.
             ``auto``: ``shm`` where it applies and some node hosts two or more replicas, else
             ``backend``.
+        loss: the loss, ``package.module:name`` of ``f(output, target) -> scalar tensor`` (or a
+            class built without arguments, ``torch.nn:CrossEntropyLoss``); it receives the model's
+            output as it is. ``None``: cross-entropy (on the first element of a tuple output).
+        metrics: ``package.module:name`` of ``f(output, target) -> {name: number}``, averaged
+            per epoch into the supernet's metrics. ``None``: only the accuracy.
     """
 
     replicas: int = field(default=2, metadata=rule("int", min=1))
@@ -193,6 +198,8 @@ class SupernetConfig:
     dist_timeout_s: float = field(default=120.0, metadata=rule("number", min=0.0, strict=True))
     distill: float = field(default=0.0, metadata=rule("number", min=0.0, max=1.0))
     allreduce: str = field(default="auto", metadata=rule("choice", valid=ALLREDUCES))
+    loss: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
+    metrics: str | None = field(default=None, metadata=rule("str", form=IMPORT_PATH, optional=True))
 
     def __post_init__(self) -> None:
         check_fields(self, "supernet")  # each field's rule, then the rules between fields

@@ -1,35 +1,44 @@
-"""The data a replica trains on: where it comes from, its batches, its shard, its steps per epoch.
+"""The data of every phase: where it comes from (:class:`DataSpec`), and a replica's share of it.
 
-raynas follows NNI's convention: a dataset item is ``(x, y)``; ``x`` may be a tensor or a nested
-tuple / list / dict of tensors (NNI's TextNAS reads ``((ids, mask), label)``); a batch is what
-``default_collate`` makes of the items, moved to the device recursively (NNI's
-``nni.nas.pytorch.utils.to_device``), and the model is called with the whole input as one
-argument, ``model(x)``, never ``model(*x)``.
+raynas follows NNI's convention: a dataset is any map-style ``torch.utils.data.Dataset`` whose
+item is ``(x, y)``; ``x`` may be a tensor or a nested tuple / list / dict of tensors (NNI's TextNAS
+reads ``((ids, mask), label)``); a batch is what ``default_collate`` makes of the items, moved to
+the device recursively (NNI's ``nni.nas.pytorch.utils.to_device``), and the model is called with
+the whole input as one argument, ``model(x)``, never ``model(*x)``.
+
+The data travels to replicas and trials as a :class:`DataSpec` (an import path and its keyword
+arguments, loader settings): each process builds the datasets itself and reads them through
+:class:`raynas.train.loader.Loader` (DataLoader workers, or the TensorDataset fast path).
 
 Each epoch, a seeded permutation of the training split (the same on every rank) is cut into
 ``world_size`` disjoint, equal shards; rank ``r`` trains on shard ``r`` in batches of
 ``batch_size`` (an incomplete last batch is dropped, so every rank takes the same number of
-steps). With a learnable mutator the split is first cut into two seeded halves (weights /
-architecture), each sharded the same way (:class:`ReplicaShards`).
+steps; :class:`~raynas.train.loader.ShardSampler`). With a learnable mutator the training split is
+first cut as NNI's ``DartsTrainer`` cuts it: the weights train on its first half, the
+architecture on the second (:func:`split_halves`), each sharded the same way (:class:`ReplicaData`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
 import torch
-from torch.utils.data import Dataset, TensorDataset, default_collate
+from torch.utils.data import Dataset, Sampler, TensorDataset, default_collate
 
+from raynas.nas.learnable import split_halves
 from raynas.nas.utils import to_device
 from raynas.train.config import ConfigError, SupernetConfig
+from raynas.train.loader import Loader, ShardSampler
 from searchers.errors import ConfigTypeError
 
 __all__ = [
     "Batches",
-    "ReplicaShards",
+    "DataSpec",
+    "ReplicaData",
+    "as_data_spec",
     "data_factory",
     "resolve_data",
     "steps_per_epoch",
@@ -62,13 +71,50 @@ def data_factory(data: Any, kwargs: Mapping[str, Any] | None = None) -> Any:
     return data
 
 
+@dataclass(frozen=True)
+class DataSpec:
+    """Where the data comes from and how it is read: what travels to replicas and trials, which
+    build the datasets themselves (nothing is shipped from the driver but this).
+
+    Args:
+        source: ``"package.module:function"`` or a built-in's name (imported and called in each
+            process), a callable returning ``{"train": Dataset, "val": ..., "test": ...}``, or
+            that mapping itself (Python API; it is pickled to each process).
+        kwargs: keyword arguments for the function.
+        workers: DataLoader worker processes per replica / trial (``None``: the CPUs Ray gives
+            it minus one, at most 8; 0: read in the training process).
+        prefetch_factor: batches each worker reads ahead.
+    """
+
+    source: Any
+    kwargs: Mapping[str, Any] = field(default_factory=dict)
+    workers: int | None = None
+    prefetch_factor: int = 2
+
+    def splits(self) -> Mapping[str, Dataset]:
+        """The datasets (:func:`resolve_data`), built in the calling process."""
+        return resolve_data(self.source, self.kwargs)
+
+    def loader(self, dataset: Dataset, sampler: Sampler, device: torch.device) -> Loader:
+        """A :class:`~raynas.train.loader.Loader` of ``dataset`` in ``sampler``'s order, with these settings."""
+        return Loader(dataset, sampler, device=device, workers=self.workers, prefetch_factor=self.prefetch_factor)
+
+
+def as_data_spec(data: Any) -> DataSpec:
+    """``data`` as a :class:`DataSpec` (anything :func:`data_factory` takes gets the default loader settings)."""
+    return data if isinstance(data, DataSpec) else DataSpec(source=data)
+
+
 def resolve_data(data: Any, kwargs: Mapping[str, Any] | None = None) -> Mapping[str, Dataset]:
-    """The one way to the data splits: anything :func:`data_factory` takes, called when it is a function.
+    """The one way to the data splits: a :class:`DataSpec` or anything :func:`data_factory` takes,
+    called when it is a function.
 
     Raises:
         ConfigError: the splits have no ``train`` entry.
         ConfigTypeError: the data is neither a mapping nor something that returns one.
     """
+    if isinstance(data, DataSpec):
+        data, kwargs = data.source, {**data.kwargs, **(kwargs or {})}
     data = data_factory(data, kwargs)
     if callable(data) and not isinstance(data, Mapping):
         data = data()
@@ -111,8 +157,10 @@ def first_examples(x: Any, n: int) -> Any:
 
 
 class Batches:
-    """Batches of a dataset by index: a TensorDataset is indexed directly (its tensors moved to the
-    device once), any other dataset's items are collated with ``default_collate``.
+    """Batches of a dataset by index, read in this process (examples, small splits): a
+    TensorDataset is indexed directly (its tensors moved to the device once), any other dataset's
+    items are collated with ``default_collate``. Training and evaluation read through
+    :class:`raynas.train.loader.Loader`.
 
     Args:
         dataset: items ``(x, y)``; ``x`` a tensor or a tuple / list / dict of tensors.
@@ -137,60 +185,79 @@ class Batches:
             x, y = to_device(x, self.device), to_device(y, self.device)
         return x, y
 
+    def batches(self, size: int) -> Iterator[tuple[Any, torch.Tensor]]:
+        """The whole dataset in order, ``size`` items per batch (the last one may be smaller)."""
+        idx = torch.arange(len(self))
+        for i in range(0, len(self), size):
+            yield self.take(idx[i : i + size])
 
-class ReplicaShards:
-    """One replica's share of the training split, epoch by epoch.
+
+class ReplicaData:
+    """One replica's training batches, epoch by epoch, through DataLoaders.
 
     Args:
-        n_train: size of the training split.
+        train: the training split.
         config: ``seed`` and ``batch_size``.
+        spec: the loader settings.
+        device: where the batches go.
         rank: this replica's rank.
         world_size: number of replicas.
-        learnable: cut the split into a weight half and an architecture half first (the same
-            seeded halves on every rank, :func:`raynas.nas.learnable.split_halves`).
+        learnable: train the weights on the first half of the split and the architecture on the
+            second (:func:`split_halves`); :meth:`next` then gives a batch of each.
 
     Raises:
         ConfigError: a batch is larger than a replica's shard.
     """
 
-    def __init__(self, n_train: int, config: SupernetConfig, *, rank: int, world_size: int, learnable: bool):
-        self.seed = config.seed
-        self.batch_size = config.batch_size
-        self.rank = rank
-        self.world_size = world_size
-        self.halves: tuple[np.ndarray, np.ndarray] | None = None
-        if learnable:
-            from raynas.nas.learnable import split_halves
-
-            self.halves = split_halves(n_train, config.seed)
-            self.steps_per_epoch = steps_per_epoch(len(self.halves[0]), config, world_size)
-        else:
-            self.steps_per_epoch = steps_per_epoch(n_train, config, world_size)
-        self.n_train = n_train
-        self._epoch: int | None = None
-        self._shard: torch.Tensor | None = None
-        self._arch_shard: torch.Tensor | None = None
-
-    def _mine(self, perm: np.ndarray) -> torch.Tensor:
-        per = len(perm) // self.world_size
-        return torch.from_numpy(perm[self.rank * per : (self.rank + 1) * per])
+    def __init__(
+        self,
+        train: Dataset,
+        config: SupernetConfig,
+        *,
+        spec: DataSpec,
+        device: torch.device,
+        rank: int,
+        world_size: int,
+        learnable: bool,
+    ):
+        n = len(train)
+        weight_idx, arch_idx = split_halves(n) if learnable else (n, None)
+        self.steps_per_epoch = steps_per_epoch(n // 2 if learnable else n, config, world_size)
+        common = dict(batch_size=config.batch_size, rank=rank, world_size=world_size)
+        self.sampler = ShardSampler(weight_idx, seed=[config.seed, 0xDA7A], **common)
+        self.loader = spec.loader(train, self.sampler, device)
+        self.arch_sampler = self.arch_loader = None
+        if arch_idx is not None:
+            self.arch_sampler = ShardSampler(arch_idx, seed=[config.seed, 0xA4C4], **common)
+            self.arch_loader = spec.loader(train, self.arch_sampler, device)
+        self._it: Iterator | None = None
+        self._at: tuple[int, int] | None = None
 
     def shard(self, epoch: int) -> torch.Tensor:
         """This rank's training indices in ``epoch`` (the weight half's with a learnable mutator)."""
-        if self._epoch != epoch:
-            rng = np.random.default_rng([self.seed, 0xDA7A, epoch])
-            if self.halves is None:
-                self._shard = self._mine(rng.permutation(self.n_train))
-                self._arch_shard = None
-            else:
-                weight = rng.permutation(self.halves[0])
-                self._arch_shard = self._mine(rng.permutation(self.halves[1]))
-                self._shard = self._mine(weight)
-            self._epoch = epoch
-        return self._shard
+        return torch.from_numpy(self.sampler.shard(epoch))
 
-    def batch_indices(self, epoch: int, pos: int) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The indices of batch ``pos`` of ``epoch``: ``(weight batch, architecture batch or None)``."""
-        shard = self.shard(epoch)
-        part = slice(pos * self.batch_size, (pos + 1) * self.batch_size)
-        return shard[part], (self._arch_shard[part] if self._arch_shard is not None else None)
+    def next(self, epoch: int, pos: int) -> tuple[tuple[Any, Any], tuple[Any, Any] | None]:
+        """Batch ``pos`` of ``epoch``: ``(weight batch, architecture batch or None)``, on the device."""
+        if self._at != (epoch, pos):
+            self._start(epoch, pos)
+        batch = next(self._it)
+        self._at = (epoch, pos + 1)
+        return batch
+
+    def _start(self, epoch: int, pos: int) -> None:
+        self.sampler.set_epoch(epoch, pos)
+        if self.arch_sampler is None:
+            self._it = ((b, None) for b in self.loader)
+        else:
+            self.arch_sampler.set_epoch(epoch, pos)
+            self._it = zip(self.loader, self.arch_loader)
+
+    def end_epoch(self) -> None:
+        """Drop the epoch's iterator (the loaders' workers stay for the next epoch)."""
+        self._it, self._at = None, None
+
+    def take_wait(self) -> float:
+        """Seconds the training waited for batches since the last call."""
+        wait = self.loader.take_wait()
+        return wait + (self.arch_loader.take_wait() if self.arch_loader is not None else 0.0)

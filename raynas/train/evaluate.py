@@ -4,16 +4,19 @@ For each architecture (in any fixed form of :mod:`searchers.space`): build a fre
 factory, fix the architecture (``apply_fixed_architecture`` prunes single-choice LayerChoices),
 copy the supernet weights in, reset the BatchNorm statistics and recalibrate them on
 ``bn_batches`` training batches (cumulative average, in train mode, without gradients), then
-score the validation split in eval mode. Every architecture sees the same recalibration batches.
+score the validation split in eval mode (:func:`evaluate_loop`). Every architecture sees the same
+recalibration batches. The data is read through :class:`raynas.train.loader.Loader` (a split that
+fits 512 MiB is read once and kept; a larger one streams through the loader's workers).
 
-The returned metrics are ``{"val_accuracy", "val_loss", "params", "flops"}`` (``params``: the fixed
-model's parameters; ``flops``: per example, as :mod:`raynas.nas.costs` counts them).
+The returned metrics are ``{"val_loss", "val_accuracy", "params", "flops"}`` (``params``: the
+fixed model's parameters; ``flops``: per example, as :mod:`raynas.nas.costs` counts them); with
+``metrics=``, ``val_<name>`` for each name it returns instead of ``val_accuracy``.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,10 +28,57 @@ from raynas.nas.costs import profile_costs
 from raynas.nas.fixed import apply_fixed_architecture, copy_supernet_weights, load_architecture
 from raynas.train.checkpoint import load_checkpoint
 from raynas.train.data import Batches as _Batches
-from raynas.train.data import first_examples, resolve_data
-from raynas.train.resolve import resolve_factory
+from raynas.train.data import as_data_spec, first_examples
+from raynas.train.loader import CachedBatches, OrderSampler
+from raynas.train.objective import metric_values, resolve_loss, resolve_metrics
+from raynas.train.resolve import pick_device, resolve_factory
 
-__all__ = ["WeightSharingEvaluator", "evaluate_architecture", "recalibrate_batchnorm", "load_supernet_weights"]
+__all__ = [
+    "WeightSharingEvaluator",
+    "evaluate_architecture",
+    "evaluate_loop",
+    "recalibrate_batchnorm",
+    "load_supernet_weights",
+]
+
+
+def evaluate_loop(
+    model: nn.Module,
+    batches: Iterable[tuple[Any, torch.Tensor]],
+    *,
+    criterion: Callable,
+    metrics: Callable | None = None,
+    metrics_key: str = "metrics",
+) -> dict[str, float]:
+    """The evaluation loop of every phase (search scoring, retrain validation and test, ``eval``):
+    the model in eval mode, no gradients, the loss and each metric averaged over the examples.
+
+    Args:
+        model: the model (its train / eval mode is restored afterwards).
+        batches: ``(x, y)`` batches on the model's device.
+        criterion: the loss ``f(output, target)``, a mean over the batch.
+        metrics: ``f(output, target) -> {name: number}`` (batch means; default: the accuracy).
+        metrics_key: the setting that named ``metrics``, for errors.
+
+    Returns:
+        ``{"loss", <metric names>}`` (all 0 without a batch).
+    """
+    metrics = metrics or resolve_metrics(None)
+    was_training = model.training
+    model.eval()
+    loss_sum, sums, total = 0.0, {}, 0
+    try:
+        with torch.no_grad():
+            for x, y in batches:
+                out = model(x)
+                n = int(y.shape[0])
+                loss_sum += float(criterion(out, y)) * n
+                for name, value in metric_values(metrics(out, y), key=metrics_key).items():
+                    sums[name] = sums.get(name, 0.0) + value * n
+                total += n
+    finally:
+        model.train(was_training)
+    return {"loss": loss_sum / max(total, 1), **{k: v / max(total, 1) for k, v in sums.items()}}
 
 
 def load_supernet_weights(weights: Any) -> dict[str, torch.Tensor]:
@@ -89,14 +139,18 @@ class WeightSharingEvaluator:
     Args:
         factory: the supernet's model factory (callable or ``"module:function"``).
         weights: supernet weights (state dict, checkpoint path, run directory, or result).
-        data: the data splits (mapping, or callable / ``"module:function"`` returning one).
+        data: a :class:`~raynas.train.data.DataSpec`, or the splits (mapping, or callable /
+            ``"module:function"`` returning one), built on the first evaluation.
         bn_batches: training batches for BatchNorm recalibration (0: keep the supernet's stats).
         batch_size: recalibration batch size.
         split: the split to score (``val`` by default).
         eval_batch_size: batch size when scoring.
         seed: picks the recalibration batches (the same for every architecture).
         device: ``None``: CUDA when present, else the CPU.
-        criterion: the loss (default cross-entropy).
+        criterion: the loss ``f(output, target)``, a callable or ``"module:name"`` (default
+            cross-entropy).
+        metrics: ``f(output, target) -> {name: number}``, a callable or ``"module:name"``,
+            reported as ``val_<name>`` (default: the accuracy, ``val_accuracy``).
     """
 
     def __init__(
@@ -111,7 +165,8 @@ class WeightSharingEvaluator:
         eval_batch_size: int = 500,
         seed: int = 0,
         device: str | torch.device | None = None,
-        criterion: Callable | None = None,
+        criterion: Callable | str | None = None,
+        metrics: Callable | str | None = None,
     ):
         checks = (("bn_batches", bn_batches, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1))
         for name, value, low in checks:
@@ -126,31 +181,34 @@ class WeightSharingEvaluator:
         self.eval_batch_size = eval_batch_size
         self.seed = seed
         self.device = device
-        self.criterion = criterion or nn.functional.cross_entropy
+        self.criterion = criterion
+        self.metrics = metrics
         self._ready = False
         self._meta_ok: bool | None = None
 
     def _setup(self) -> None:
         if self._ready:
             return
-        self._device = torch.device(self.device) if self.device is not None else (
-            torch.device("cuda") if torch.cuda.is_available() else torch.device("cpu")
-        )
+        self._device = pick_device(self.device)
         self._factory = resolve_factory(self.factory)
-        splits = resolve_data(self.data)
+        self._criterion = resolve_loss(self.criterion, key="search.loss")
+        self._metrics = resolve_metrics(self.metrics, key="search.metrics")
+        spec = as_data_spec(self.data)
+        splits = spec.splits()  # built here, in the trial's process
         if self.split not in splits:
             raise KeyError(f"the data has no split {self.split!r} (splits: {', '.join(map(str, splits))})")
         self._state = {k: v.to(self._device) for k, v in load_supernet_weights(self.weights).items()}
-        train = _Batches(splits["train"], self._device)
-        order = torch.from_numpy(np.random.default_rng([self.seed, 0xB7]).permutation(len(train)))
+        train = splits["train"]
+        order = np.random.default_rng([self.seed, 0xB7]).permutation(len(train))
         n = min(self.bn_batches, len(train) // self.batch_size) if len(train) >= self.batch_size else 0
-        self._recal = [train.take(order[i * self.batch_size : (i + 1) * self.batch_size])[0] for i in range(n)]
-        if self.bn_batches and not self._recal:
-            self._recal = [train.take(order)[0]]
-        target = _Batches(splits[self.split], self._device)
-        idx = torch.arange(len(target))
-        step = self.eval_batch_size
-        self._eval = [target.take(idx[i : i + step]) for i in range(0, len(target), step)]
+        size = self.batch_size if n else len(train)  # a split smaller than a batch: one batch of all of it
+        order = order[: n * self.batch_size] if n else (order if self.bn_batches else order[:0])
+        recal = OrderSampler(order, batch_size=max(size, 1), seed=[self.seed, 0xB7])
+        self._recal = [x for x, _y in spec.loader(train, recal, self._device)] if len(order) else []
+        target = splits[self.split]
+        self._example = first_examples(_Batches(target, self._device).take(torch.arange(1))[0], 1)
+        sampler = OrderSampler(len(target), batch_size=self.eval_batch_size, seed=[self.seed, 0xE7A1])
+        self._eval = CachedBatches(spec.loader(target, sampler, self._device))
         self._ready = True
 
     def build(self, arch: Any) -> tuple[nn.Module, Any]:
@@ -183,29 +241,20 @@ class WeightSharingEvaluator:
         """Score one architecture.
 
         Returns:
-            ``{"val_accuracy", "val_loss", "params", "flops"}``.
+            ``{"val_loss", "val_<metric>" for each metric (default: "val_accuracy"), "params", "flops"}``.
 
         Raises:
             SearchSpaceError: the architecture does not fit the space (names the key and value).
         """
         model, mutator = self.build(arch)
         recalibrate_batchnorm(model, self._recal)
-        model.eval()
-        loss_sum = 0.0
-        correct = 0
-        total = 0
-        with torch.no_grad():
-            for x, y in self._eval:
-                out = model(x)
-                loss_sum += float(self.criterion(out, y)) * int(y.shape[0])
-                correct += int((out.argmax(dim=-1) == y).sum())
-                total += int(y.shape[0])
-        example = first_examples(self._eval[0][0], 1)
-        costs = profile_costs(mutator, example)
+        scores = evaluate_loop(
+            model, self._eval, criterion=self._criterion, metrics=self._metrics, metrics_key="search.metrics"
+        )
+        costs = profile_costs(mutator, self._example)
         params, flops = costs.cost(mutator.decisions)
         return {
-            "val_accuracy": correct / max(total, 1),
-            "val_loss": loss_sum / max(total, 1),
+            **{f"val_{k}": v for k, v in scores.items()},
             "params": int(sum(p.numel() for p in model.parameters())),
             "flops": int(flops),
         }

@@ -11,7 +11,8 @@ Ray mode wraps one in each actor (:mod:`raynas.train.replicas`). A step is::
     clip, optimizer.step()                # identical gradients -> identical parameters
 
 With a learnable mutator (:class:`~raynas.nas.LearnableMutator`: ``darts``, ``enas``) the
-training split is first cut into two seeded halves; a step takes a batch of each::
+training split is first cut in two halves as NNI's ``DartsTrainer`` cuts it; a step takes a
+batch of each::
 
     mutator.arch_step(arch batch, reduce=all-reduce mean)   # the mutator's parameters' gradients
                                                             # (and ENAS' reward) are averaged
@@ -20,7 +21,8 @@ training split is first cut into two seeded halves; a step takes a batch of each
     with torch.no_grad(): mutator.reset()                   # then the weight step as above,
     ...                                                     # on the weight half
 
-The parts: the data and this replica's shard (:mod:`raynas.train.data`), the weights' step
+The parts: the data and this replica's shard (:mod:`raynas.train.data`, read through the
+DataLoaders of :mod:`raynas.train.loader`), the loss and metrics (:mod:`raynas.train.objective`), the weights' step
 (:mod:`raynas.train.step`), the gradient sync (:mod:`raynas.train.sync`) and the reports
 (:mod:`raynas.train.reports`).
 """
@@ -41,9 +43,10 @@ from raynas.nas.learnable import LearnableMutator
 from raynas.nas.mutator import Mutator
 from raynas.train.checkpoint import to_cpu
 from raynas.train.config import ConfigError, SupernetConfig
-from raynas.train.data import Batches, ReplicaShards, resolve_data
+from raynas.train.data import Batches, ReplicaData, as_data_spec
+from raynas.train.objective import logits_of, metric_values, resolve_loss, resolve_metrics
 from raynas.train.reports import ReplicaInfo, ReplicaState, ReportMeter, StepReport, parameter_digest
-from raynas.train.resolve import resolve_device, resolve_factory
+from raynas.train.resolve import check_precision, resolve_device, resolve_factory
 from raynas.train.sampling import build_mutator
 from raynas.train.step import WeightStep
 from raynas.train.sync import GradientSync, NoSync, choose_sync, join_process_group, leave_process_group, shm_capable
@@ -69,14 +72,17 @@ class SupernetReplica:
 
     Args:
         factory: zero-argument model factory, or ``"module:function"``.
-        data: the splits (a mapping, or a callable / ``"module:function"`` returning one).
+        data: a :class:`~raynas.train.data.DataSpec`, or the splits (a mapping, or a callable /
+            ``"module:function"`` returning one; called in this process).
         config: the supernet settings.
         rank: this replica's rank.
         world_size: number of replicas.
         mutator_factory: ``f(model, *, config, rank, example) -> Mutator``; default
             :func:`raynas.train.sampling.build_mutator` (``config.algorithm``).
         trace: record each step's parameter digest and path (tests and debugging).
-        criterion: the loss (default: cross-entropy).
+        criterion: the loss ``f(output, target)`` (default: ``config.loss``, else cross-entropy).
+        metrics: ``f(output, target) -> dict`` reported per epoch (default: ``config.metrics``;
+            without either, only the accuracy).
     """
 
     def __init__(
@@ -90,6 +96,7 @@ class SupernetReplica:
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+        metrics: Callable | None = None,
     ):
         self.factory = factory
         self.data = data
@@ -98,7 +105,10 @@ class SupernetReplica:
         self.world_size = world_size
         self.mutator_factory = mutator_factory or build_mutator
         self.trace = trace
-        self.criterion = criterion or nn.functional.cross_entropy
+        self.criterion = criterion or resolve_loss(config.loss, key="supernet.loss")
+        spec = metrics if metrics is not None else config.metrics
+        self.metrics = resolve_metrics(spec, key="supernet.metrics") if spec is not None else None
+        self.last_output: Any = None
         self.model: nn.Module | None = None
         self.mutator: Mutator | None = None
         self.weights: WeightStep | None = None
@@ -130,17 +140,16 @@ class SupernetReplica:
         cfg = self.config
         torch.set_num_threads(cfg.threads)
         self.device = resolve_device(cfg)
-        if cfg.precision == "fp16" and self.device.type != "cuda":
-            raise ConfigError("supernet.precision 'fp16' needs a CUDA device (use 'bf16' on the CPU)")
+        check_precision(self.device, cfg.precision, key="supernet.precision")
         factory = resolve_factory(self.factory)
-        splits = resolve_data(self.data)
+        spec = as_data_spec(self.data)
+        train = spec.splits()["train"]  # built here, in this replica's process
         torch.manual_seed(cfg.seed)
         model = factory()
         if not isinstance(model, nn.Module):
             raise ConfigTypeError(f"the model factory must return an nn.Module, got {type(model).__name__}")
         self.model = model.to(self.device).train()
-        self.train_data = Batches(splits["train"], self.device)
-        example = self.train_data.take(torch.arange(min(2, len(self.train_data))))[0]
+        example = Batches(train, self.device).take(torch.arange(min(2, len(train))))[0]
         self.mutator = self.mutator_factory(self.model, config=cfg, rank=self.rank, example=example)
         self.learnable = isinstance(self.mutator, LearnableMutator)
         self._largest: dict[str, torch.Tensor] | None = None
@@ -149,10 +158,16 @@ class SupernetReplica:
                 raise ConfigError(f"supernet.distill needs a sampling mutator, got {type(self.mutator).__name__}")
             self._largest = largest_path(profile_costs(self.mutator, example))
         # with a learnable mutator the weights train on one half, the architecture on the other
-        self.shards = ReplicaShards(
-            len(self.train_data), cfg, rank=self.rank, world_size=self.world_size, learnable=self.learnable
+        self.data_stream = ReplicaData(
+            train,
+            cfg,
+            spec=spec,
+            device=self.device,
+            rank=self.rank,
+            world_size=self.world_size,
+            learnable=self.learnable,
         )
-        self.steps_per_epoch = self.shards.steps_per_epoch
+        self.steps_per_epoch = self.data_stream.steps_per_epoch
         self.weights = WeightStep(self.model, cfg, device=self.device, criterion=self.criterion)
         self.epoch = self.pos = self.step = 0
         lengths = {k: m.length for k, m in self.mutator.choice_mutables.items()}
@@ -241,7 +256,8 @@ class SupernetReplica:
             out, loss = self.weights.forward_backward(x, y, paths, teacher)
         self.sync.sync_gradients()
         self.weights.apply()
-        return loss.detach(), self.weights.correct(out, y)
+        self.last_output = out
+        return loss.detach(), self.weights.correct(logits_of(out), y)
 
     def _sample_path(self) -> None:
         if self.learnable:
@@ -252,7 +268,7 @@ class SupernetReplica:
 
     def _shard_indices(self) -> torch.Tensor:
         """This rank's training indices this epoch (tests check the shards)."""
-        return self.shards.shard(self.epoch)
+        return self.data_stream.shard(self.epoch)
 
     def run(self, n_steps: int) -> StepReport:
         """Train the next ``n_steps`` steps of the current epoch and report on them.
@@ -267,13 +283,16 @@ class SupernetReplica:
         start = time.perf_counter()
         self.meter.start()
         lr = self.weights.optimizer.param_groups[0]["lr"]
+        self.data_stream.take_wait()
         for _ in range(n_steps):
-            index, arch_index = self.shards.batch_indices(self.epoch, self.pos)
-            x, y = self.train_data.take(index)
-            arch_batch = self.train_data.take(arch_index) if self.learnable else None
+            (x, y), arch_batch = self.data_stream.next(self.epoch, self.pos)
             loss, correct = self.train_step(x, y, arch_batch)
             lr = self.weights.optimizer.param_groups[0]["lr"]
-            self.meter.add_step(loss, correct, int(y.shape[0]), self.last_arch)
+            n = int(y.shape[0])
+            self.meter.add_step(loss, correct, n, self.last_arch)
+            if self.metrics is not None:
+                with torch.no_grad():
+                    self.meter.add_metrics(metric_values(self.metrics(self.last_output, y), key="supernet.metrics"), n)
             self.pos += 1
             self.step += 1
             if self.trace:
@@ -289,6 +308,7 @@ class SupernetReplica:
             lr=lr,
             time_s=time.perf_counter() - start,
             fallbacks=int(getattr(self.mutator, "fallbacks", 0)),
+            data_wait_s=self.data_stream.take_wait(),
         )
 
     def end_epoch(self) -> None:
@@ -297,6 +317,7 @@ class SupernetReplica:
             raise RuntimeError(f"epoch {self.epoch} has {self.steps_per_epoch - self.pos} steps left")
         if self.config.bn_sync_buffers:
             self.sync.reduce_mean([buf for buf in self.model.buffers() if buf.is_floating_point()])
+        self.data_stream.end_epoch()
         self.epoch += 1
         self.pos = 0
 

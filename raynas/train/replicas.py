@@ -42,7 +42,8 @@ class ReplicaGroup(abc.ABC):
         config: the settings.
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
-        criterion: the loss (default cross-entropy).
+        criterion: the loss (default: ``config.loss``, else cross-entropy).
+        metrics: the metrics function (default: ``config.metrics``).
     """
 
     #: the replicas run in the calling process
@@ -57,6 +58,7 @@ class ReplicaGroup(abc.ABC):
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable | None = None,
+        metrics: Callable | None = None,
     ):
         self.factory = factory
         self.data = data
@@ -64,6 +66,7 @@ class ReplicaGroup(abc.ABC):
         self.mutator_factory = mutator_factory
         self.trace = trace
         self.criterion = criterion
+        self.metrics = metrics
         self.world_size = 1 if self.local else config.replicas
 
     def replica_kwargs(self, rank: int) -> dict[str, Any]:
@@ -77,6 +80,7 @@ class ReplicaGroup(abc.ABC):
             "mutator_factory": self.mutator_factory,
             "trace": self.trace,
             "criterion": self.criterion,
+            "metrics": self.metrics,
         }
 
     @property
@@ -203,7 +207,8 @@ class ReplicaActor:
 
 class RayReplicas(ReplicaGroup):
     """``config.replicas`` replica actors in one ``torch.distributed`` group (gloo on CPU, nccl on
-    GPU); a mapping of data splits is put in the object store once.
+    GPU). Each actor builds its datasets itself from a :class:`~raynas.train.data.DataSpec`; only a
+    mapping of datasets (Python API) is put in the object store.
 
     Args:
         replica_cls: the class each actor hosts (default :class:`SupernetReplica`; NNI's trainers use
@@ -240,7 +245,8 @@ class RayReplicas(ReplicaGroup):
         cls = ray.remote(ReplicaActor).options(
             num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
         )
-        data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
+        source = getattr(self.data, "source", self.data)
+        data = ray.put(self.data) if isinstance(source, Mapping) else self.data  # datasets built in Python
         self.actors = [
             cls.remote(replica_cls=self.replica_cls, **{**self.replica_kwargs(rank), "data": data})
             for rank in range(self.world_size)

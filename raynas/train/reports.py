@@ -87,6 +87,8 @@ class StepReport(_ByKey):
         trace: with tracing, one ``{"step", "digest", "path"}`` per step (with a learnable
             mutator also ``"arch_digest"``, the digest of its parameters).
         arch: the mean of the architecture steps' scalars (empty without a learnable mutator).
+        metrics: the means over the examples of ``supernet.metrics``' values (empty without it).
+        data_wait_s: seconds the steps waited for their batches.
     """
 
     rank: int
@@ -103,6 +105,8 @@ class StepReport(_ByKey):
     fallbacks: int = 0
     trace: list[dict[str, Any]] = field(default_factory=list)
     arch: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, float] = field(default_factory=dict)
+    data_wait_s: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -153,6 +157,7 @@ class ReportMeter:
         self.steps = 0
         self.arch_sums: dict[str, float] = {}
         self.arch_steps = 0
+        self.metric_sums: dict[str, float] = {}
         self.trace: list[dict[str, Any]] = []
 
     def count_path(self, chosen: Mapping[str, Any]) -> None:
@@ -171,8 +176,22 @@ class ReportMeter:
         self.samples += samples
         self.steps += 1
 
+    def add_metrics(self, values: Mapping[str, float], samples: int) -> None:
+        """One step's metrics (batch means), weighted by its examples."""
+        for k, v in values.items():
+            self.metric_sums[k] = self.metric_sums.get(k, 0.0) + v * samples
+
     def report(
-        self, *, rank: int, epoch: int, pos: int, step: int, lr: float, time_s: float, fallbacks: int
+        self,
+        *,
+        rank: int,
+        epoch: int,
+        pos: int,
+        step: int,
+        lr: float,
+        time_s: float,
+        fallbacks: int,
+        data_wait_s: float = 0.0,
     ) -> StepReport:
         """The report since :meth:`start`; the path counts start again from zero."""
         counts = {k: v.tolist() for k, v in self.counts.items()}
@@ -192,4 +211,6 @@ class ReportMeter:
             fallbacks=fallbacks,
             trace=self.trace,
             arch={k: v / self.arch_steps for k, v in self.arch_sums.items()},
+            metrics={k: v / max(self.samples, 1) for k, v in self.metric_sums.items()},
+            data_wait_s=data_wait_s,
         )

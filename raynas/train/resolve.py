@@ -1,4 +1,8 @@
-"""What a replica is given by name: the training device and the model factory."""
+"""What a phase is given by name: the device it runs on and the model factory.
+
+Supernet replicas, search trials and retrain trials pick their device with :func:`pick_device`
+(``auto`` / ``cpu`` / ``cuda``) and check their precision against it with :func:`check_precision`.
+"""
 
 from __future__ import annotations
 
@@ -13,20 +17,43 @@ from torch import nn
 from raynas.train.config import ConfigError, SupernetConfig
 from searchers.errors import ConfigTypeError
 
-__all__ = ["resolve_device", "resolve_factory"]
+__all__ = ["check_precision", "pick_device", "resolve_device", "resolve_factory"]
+
+
+def pick_device(device: str | torch.device | None, *, key: str = "device") -> torch.device:
+    """The device of a phase: CUDA when asked for or (``auto`` / ``None``) when present, else the CPU.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda``, ``None`` (``auto``) or a ``torch.device`` (returned as is).
+        key: the setting's name, for the error.
+
+    Raises:
+        ConfigError: ``cuda`` but no CUDA device is visible.
+    """
+    if isinstance(device, torch.device):
+        return device
+    if device not in (None, "auto", "cpu", "cuda"):
+        return torch.device(device)  # an explicit device string ("cuda:1") from the Python API
+    if device == "cuda" or (device in (None, "auto") and torch.cuda.is_available()):
+        if not torch.cuda.is_available():
+            raise ConfigError(f"{key} is 'cuda' but no CUDA device is visible")
+        return torch.device("cuda", torch.cuda.current_device())
+    return torch.device("cpu")
 
 
 def resolve_device(config: SupernetConfig) -> torch.device:
-    """The training device: CUDA when asked for or (``auto``) when present, else the CPU.
+    """The supernet's training device (:func:`pick_device` of ``supernet.device``)."""
+    return pick_device(config.device, key="supernet.device")
+
+
+def check_precision(device: torch.device, precision: str, *, key: str) -> None:
+    """Refuse ``fp16`` off CUDA (its grad scaler is CUDA's).
 
     Raises:
-        ConfigError: ``device`` is ``cuda`` but no CUDA device is visible.
+        ConfigError: ``fp16`` on a device that is not CUDA.
     """
-    if config.device == "cuda" or (config.device == "auto" and torch.cuda.is_available()):
-        if not torch.cuda.is_available():
-            raise ConfigError("supernet.device is 'cuda' but no CUDA device is visible")
-        return torch.device("cuda", torch.cuda.current_device())
-    return torch.device("cpu")
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError(f"{key} 'fp16' needs a CUDA device (use 'bf16' on the CPU)")
 
 
 def resolve_factory(

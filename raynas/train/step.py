@@ -1,7 +1,11 @@
 """The weights' side of a training step: learning rate, optimizer, autocast, loss, clipping.
 
-The learning rate is a pure function of training progress (:func:`lr_at`), set before each step,
-so resuming from a checkpoint continues the schedule exactly. ``bf16`` / ``fp16`` run the
+One implementation for supernet training and retraining: both hand their settings (a
+:class:`~raynas.train.config.SupernetConfig`, a :class:`raynas.retrain.RetrainSetup`: anything
+with the :class:`TrainSettings` attributes) to :class:`WeightStep`, which builds the optimizer
+(:func:`build_optimizer`) and sets the learning rate. The learning rate is a pure function of
+training progress (:func:`lr_at`: linear warm-up, then cosine to 0 or constant), set before each
+step, so resuming from a checkpoint continues the schedule exactly. ``bf16`` / ``fp16`` run the
 forward pass under autocast (:func:`autocast`); ``fp16`` also scales the loss (a CUDA
 ``GradScaler``). With in-place distillation (``supernet.distill``, the sandwich rule) the largest
 path is trained first on the plain loss and its softmax teaches the sampled paths
@@ -13,18 +17,37 @@ from __future__ import annotations
 import contextlib
 import math
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 from torch import nn
 
-from raynas.train.config import SupernetConfig
-
-__all__ = ["WeightStep", "lr_at", "build_optimizer", "autocast"]
+__all__ = ["TrainSettings", "WeightStep", "lr_at", "build_optimizer", "autocast"]
 
 
-def lr_at(config: SupernetConfig, epoch_progress: float) -> float:
-    """The learning rate after ``epoch_progress`` epochs (fractional) of training."""
+class TrainSettings(Protocol):
+    """What :class:`WeightStep` and :func:`lr_at` read from a phase's settings (the meaning of
+    each is that of the :class:`~raynas.train.config.SupernetConfig` field of the same name)."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    nesterov: bool
+    weight_decay: float
+    lr_schedule: str
+    warmup_epochs: float
+    grad_clip: float | None
+    precision: str
+    distill: float
+
+    @property
+    def total_epochs(self) -> int:
+        """Epochs the schedule spans."""
+
+
+def lr_at(config: TrainSettings, epoch_progress: float) -> float:
+    """The learning rate after ``epoch_progress`` epochs (fractional) of training: linear warm-up
+    over ``warmup_epochs``, then ``lr_schedule`` (cosine to 0 at ``total_epochs``, or constant)."""
     warm = config.warmup_epochs
     if warm > 0 and epoch_progress < warm:
         return config.lr * (epoch_progress + 1e-8) / warm
@@ -72,8 +95,9 @@ class WeightStep:
     """Forward, backward and the optimizer step of the supernet's weights (no sampling, no sync).
 
     Args:
-        model: the supernet (on ``device``).
-        config: ``optimizer``, ``lr`` and its schedule, ``precision``, ``grad_clip``, ``distill``.
+        model: the model (on ``device``).
+        config: the :class:`TrainSettings` (``optimizer``, ``lr`` and its schedule, ``precision``,
+            ``grad_clip``, ``distill``).
         device: the training device.
         criterion: the loss ``f(output, target)``.
     """
@@ -81,7 +105,7 @@ class WeightStep:
     def __init__(
         self,
         model: nn.Module,
-        config: SupernetConfig,
+        config: TrainSettings,
         *,
         device: torch.device,
         criterion: Callable[[Any, torch.Tensor], torch.Tensor],

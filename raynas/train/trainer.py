@@ -101,6 +101,7 @@ def train_supernet(
     callbacks: Iterable[Callback] = (),
     mutator_factory: MutatorFactory | None = None,
     criterion: Callable | None = None,
+    metrics: Callable | None = None,
     trace: bool = False,
 ) -> SupernetResult:
     """Train a weight-sharing supernet under ``mutator.reset()`` sampling.
@@ -108,8 +109,9 @@ def train_supernet(
     Args:
         factory: zero-argument model factory, or ``"package.module:function"``; every replica
             builds its model from it with the same seed (rank 0's weights are broadcast too).
-        data: ``{"train": Dataset, ...}``, or a callable / ``"module:function"`` returning it
-            (called in each replica, e.g. ``raynas.zoo.mnist1d.load_data``).
+        data: a :class:`~raynas.train.data.DataSpec` (source and loader settings), or its
+            source: ``"module:function"`` / a callable returning ``{"train": Dataset, ...}``
+            (called in each replica, e.g. ``raynas.zoo.mnist1d.load_data``), or that mapping.
         config: a :class:`SupernetConfig` or a mapping of its fields (default settings if None).
         out_dir: the run directory (checkpoints, TensorBoard files, metrics).
         local: train in the calling process with one replica and no Ray.
@@ -119,7 +121,8 @@ def train_supernet(
         callbacks: extra :class:`Callback` objects (after the built-in ones).
         mutator_factory: ``f(model, *, config, rank, example) -> Mutator`` to train under a
             custom mutator (default: ``config.algorithm``).
-        criterion: the loss ``f(logits, target)`` (default cross-entropy).
+        criterion: the loss ``f(output, target)`` (default: ``config.loss``, else cross-entropy).
+        metrics: ``f(output, target) -> dict`` averaged per epoch (default: ``config.metrics``).
         trace: record every step's parameter digest and path on every replica.
 
     Returns:
@@ -155,6 +158,7 @@ def train_supernet(
                 mutator_factory=mutator_factory,
                 trace=trace,
                 criterion=criterion,
+                metrics=metrics,
             ),
             run,
             cbs,
@@ -257,6 +261,8 @@ class _EpochSums:
     arch_reports: int = 0
     fallbacks: int = 0
     lr: float = 0.0
+    metric_sums: dict[str, float] = field(default_factory=dict)
+    data_wait_s: float = 0.0
 
     def add(self, reports: list[StepReport], n: int, traces: list[list[dict[str, Any]]]) -> tuple[float, float, int]:
         """Add the replicas' reports on the same ``n`` steps (their traces go to ``traces``).
@@ -272,7 +278,10 @@ class _EpochSums:
         self.correct += acc * samples
         self.samples += samples
         self.fallbacks = sum(r.fallbacks for r in reports)
+        self.data_wait_s += max(r.data_wait_s for r in reports)
         for r in reports:
+            for key, v in r.metrics.items():
+                self.metric_sums[key] = self.metric_sums.get(key, 0.0) + v * r.samples
             if r.arch:
                 self.arch_reports += 1
                 for key, v in r.arch.items():
@@ -296,6 +305,8 @@ class _EpochSums:
             counts={k: v.tolist() for k, v in self.counts.items()},
             fallbacks=self.fallbacks,
             arch={k: v / self.arch_reports for k, v in self.arch.items()},
+            metrics={k: v / max(self.samples, 1) for k, v in self.metric_sums.items()},
+            data_wait_s=self.data_wait_s,
         )
 
 
