@@ -98,7 +98,7 @@ class TrainerReplica:
     """One replica of an NNI trainer (hosted by :class:`~raynas.train.replicas.ReplicaActor`).
 
     Its constructor takes :class:`~raynas.train.replicas.RayReplicas`' arguments: ``factory`` is
-    the pickled trainer; ``data``, ``mutator_factory`` and ``criterion`` are not used.
+    the pickled trainer; ``data``, ``mutator_factory``, ``criterion`` and ``metrics`` are not used.
     """
 
     def __init__(
@@ -112,7 +112,9 @@ class TrainerReplica:
         data: Any = None,
         mutator_factory: Any = None,
         criterion: Any = None,
+        metrics: Any = None,
     ):
+        del data, mutator_factory, criterion, metrics  # ReplicaGroup's settings; the trainer brings its own
         self.blob = factory
         self.config = config
         self.rank = rank
