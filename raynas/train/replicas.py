@@ -9,10 +9,16 @@ tears the whole group down and restarts it from the last checkpoint.
 
 Each actor runs ``log_every`` steps per call and reports back, so the driver costs one round trip
 per report, not per step; gradients flow between the actors only (one all-reduce per step).
+
+The replicas are one ``PACK`` placement group (:func:`raynas.train.placement.reserve_group` says
+why): as few nodes as possible, the replicas of one node averaging in shared memory and the
+nodes' first replicas over gloo. A request the cluster cannot hold fails within seconds with what
+it has; after a lost node the trainer may ask for fewer replicas (``allow_fewer``).
 """
 
 from __future__ import annotations
 
+import logging
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -25,6 +31,8 @@ from raynas.train.replica import MutatorFactory, SupernetReplica
 from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 
 __all__ = ["ReplicaFailure", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
+
+_log = logging.getLogger(__name__)
 
 
 class ReplicaFailure(RuntimeError):
@@ -154,6 +162,8 @@ class RayReplicas:
         mutator_factory: see :class:`~raynas.train.replica.SupernetReplica`.
         trace: record per-step digests and paths.
         criterion: the loss (default cross-entropy).
+        allow_fewer: start as many replicas as the cluster can hold when that is fewer than
+            ``config.replicas`` (after a lost node); :attr:`world_size` says how many started.
     """
 
     local = False
@@ -167,6 +177,7 @@ class RayReplicas:
         mutator_factory: MutatorFactory | None = None,
         trace: bool = False,
         criterion: Callable | None = None,
+        allow_fewer: bool = False,
     ):
         self.factory = factory
         self.data = data
@@ -174,8 +185,10 @@ class RayReplicas:
         self.mutator_factory = mutator_factory
         self.trace = trace
         self.criterion = criterion
+        self.allow_fewer = allow_fewer
         self.world_size = config.replicas
         self.actors: list[Any] = []
+        self.group: Any = None
 
     @property
     def handles(self) -> list[Any]:
@@ -195,15 +208,32 @@ class RayReplicas:
     def start(self, checkpoint: Mapping[str, Any] | None) -> list[ReplicaInfo]:
         """Start the actors, join them in a process group and set them up from ``checkpoint``."""
         import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from raynas.train.placement import Request, reserve_group
 
         if not ray.is_initialized():
             ray.init()
-        cls = ray.remote(ReplicaActor).options(
-            num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
+        gpus = self._gpus()
+        request = Request(
+            what="supernet replicas",
+            count=self.world_size,
+            bundle={"CPU": self.config.cpus_per_replica, "GPU": gpus},
+            keys="supernet.replicas, supernet.cpus_per_replica" + (", supernet.device" if gpus else ""),
         )
+        self.group, self.world_size = reserve_group(request, log=_log.warning, allow_fewer=self.allow_fewer)
+        actor = ray.remote(ReplicaActor)
+        options = dict(num_cpus=self.config.cpus_per_replica, num_gpus=gpus, max_restarts=0, max_task_retries=0)
+
+        def placed(rank: int) -> dict[str, Any]:
+            if self.group is None:
+                return options
+            strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=rank)
+            return {**options, "scheduling_strategy": strategy}
+
         data = ray.put(self.data) if isinstance(self.data, Mapping) else self.data
         self.actors = [
-            cls.remote(
+            actor.options(**placed(rank)).remote(
                 factory=self.factory,
                 data=data,
                 config=self.config,
@@ -240,8 +270,9 @@ class RayReplicas:
         return self._get([a.digest.remote() for a in self.actors])
 
     def shutdown(self) -> None:
-        """Kill every actor of the group."""
+        """Kill every actor of the group and release its placement group."""
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         for actor in self.actors:
             try:
@@ -249,6 +280,12 @@ class RayReplicas:
             except Exception:  # noqa: BLE001 - an actor already gone is fine
                 pass
         self.actors = []
+        if self.group is not None:
+            try:
+                remove_placement_group(self.group)
+            except Exception:  # noqa: BLE001 - a group of a lost cluster is gone already
+                pass
+            self.group = None
 
     def _get(self, refs: list[Any]) -> list[Any]:
         """``ray.get`` that turns a replica's death (or its peers' broken collective) into
