@@ -22,6 +22,7 @@ from torch import nn
 from raynas._io import write_json_atomic, write_torch_atomic
 from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
+from raynas.train.checkpoint import read_data
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
 from raynas.train.step import build_optimizer
@@ -181,7 +182,7 @@ def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, "state.pt"), weights_only=False)
+            state = read_data(os.path.join(d, "state.pt"), what="retrain checkpoint")  # data only, never code
 
     def report(metrics: dict, ckpt: dict) -> None:
         with tempfile.TemporaryDirectory() as d:
@@ -330,7 +331,7 @@ def run_retrain_local(
             with open(done_path) as f:
                 rows.append(json.load(f))
             continue
-        state = torch.load(ckpt_path, weights_only=False) if os.path.isfile(ckpt_path) else None
+        state = read_data(ckpt_path, what="retrain checkpoint") if os.path.isfile(ckpt_path) else None
         last: dict = {}
 
         def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last, _rank: int = rank) -> None:
