@@ -25,6 +25,7 @@ from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.checkpoint import read_data
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
+from raynas.train.placement import require, trial_request
 from raynas.train.step import build_optimizer
 
 __all__ = ["RETRAIN_COLUMNS", "AshaRule", "RetrainSetup", "train_fixed", "run_retrain_tune", "run_retrain_local"]
@@ -230,6 +231,7 @@ def run_retrain_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    require(trial_request("retrain", resources))  # said within seconds, not waited on in silence
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, setup=setup), dict(resources))
     path = os.path.join(storage, name)
     asha = (

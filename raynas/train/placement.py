@@ -26,6 +26,7 @@ resources would tie a config to node names.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import time
@@ -46,6 +47,8 @@ __all__ = [
     "wait_timeout_s",
     "require",
     "reserve_group",
+    "trial_request",
+    "check_experiment",
 ]
 
 #: environment variable: seconds to wait for a request the cluster cannot hold now
@@ -58,6 +61,7 @@ _POLL_S = 1.0
 _EPS = 1e-9
 
 Log = Callable[[str], None]
+_log = logging.getLogger(__name__)
 
 
 class PlacementError(RaynasError, RuntimeError):
@@ -100,8 +104,7 @@ class Request:
 
 def _amounts(resources: Mapping[str, float], names: Sequence[str] | None = None) -> str:
     names = list(names) if names is not None else list(resources)
-    parts = [f"{_num(resources.get(k, 0.0))} {k}" for k in names if k in resources or k in ("CPU",)]
-    return " + ".join(parts)
+    return " + ".join(f"{_num(resources.get(k, 0.0))} {k}" for k in names)
 
 
 def _num(x: float) -> str:
@@ -138,11 +141,11 @@ def most_that_fit(request: Request, nodes: Sequence[Mapping[str, float]]) -> int
     return k
 
 
-def describe_nodes(nodes: Sequence[Mapping[str, float]], names: Sequence[str] = ("CPU", "GPU")) -> str:
-    """``"1 node (1 CPU)"``, ``"2 nodes (1 CPU; 1 CPU + 1 GPU)"``: what the request could use."""
+def describe_nodes(nodes: Sequence[Mapping[str, float]], names: Sequence[str] = ("CPU",)) -> str:
+    """``"1 node (1 CPU)"``, ``"2 nodes (1 CPU + 0 GPU; 1 CPU + 1 GPU)"``: the ``names`` resources."""
     if not nodes:
         return "no alive node"
-    each = "; ".join(_amounts(n, [k for k in names if k in n or k == "CPU"]) for n in nodes)
+    each = "; ".join(_amounts(n, names) for n in nodes)
     return f"{len(nodes)} node{'s' if len(nodes) != 1 else ''} ({each})"
 
 
@@ -186,7 +189,7 @@ def _unplaceable(request: Request, nodes: Sequence[Mapping[str, float]]) -> str:
     return f"cannot place {request.describe()}{hint}: the cluster has {describe_nodes(nodes, names)}"
 
 
-def require(request: Request, *, log: Log, timeout_s: float | None = None) -> None:
+def require(request: Request, *, log: Log = _log.warning, timeout_s: float | None = None) -> None:
     """Return once the cluster's alive nodes could hold ``request``.
 
     Args:
@@ -260,3 +263,46 @@ def reserve_group(request: Request, *, log: Log, allow_fewer: bool = False) -> t
         else:
             return group, count
         remove_placement_group(group)
+
+
+def trial_request(phase: str, resources: Mapping[str, float]) -> Request:
+    """One ``search`` / ``retrain`` trial's request (``resources``: Tune's ``{"cpu", "gpu"}``)."""
+    return Request(
+        what=f"{phase} trial",
+        count=1,
+        bundle={"CPU": float(resources.get("cpu", 0.0)), "GPU": float(resources.get("gpu", 0.0))},
+        keys=f"{phase}.cpus_per_trial, {phase}.gpus_per_trial",
+    )
+
+
+def check_experiment(experiment: Any, phases: Sequence[str]) -> None:
+    """Before any phase runs: fail at once on a request of ``phases`` (those not done yet) that the
+    cluster cannot place, when no wait applies (:func:`wait_timeout_s` is 0); with a wait, each
+    phase waits for its own request when it comes.
+
+    Args:
+        experiment: a :class:`raynas.experiment.Experiment` (its ``config`` and ``dir``).
+        phases: the phases this run will get to.
+
+    Raises:
+        PlacementError: a request the cluster cannot place.
+    """
+    if wait_timeout_s() > 0:
+        return
+    config = experiment.config
+    todo = [p for p in phases if not experiment.dir.done(p)]
+    requests = []
+    if "supernet" in todo:
+        sn = config.supernet
+        gpus = 1.0 if sn.device == "cuda" else 0.0
+        keys = "supernet.replicas, supernet.cpus_per_replica" + (", supernet.device" if gpus else "")
+        bundle = {"CPU": sn.cpus_per_replica, "GPU": gpus}
+        requests.append(Request(what="supernet replicas", count=sn.replicas, bundle=bundle, keys=keys))
+    if "search" in todo and config.search.num_samples > 0:
+        s = config.search
+        requests.append(trial_request("search", {"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial}))
+    if "retrain" in todo and config.retrain.top_k > 0:
+        r = config.retrain
+        requests.append(trial_request("retrain", {"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial}))
+    for request in requests:
+        require(request, timeout_s=0)

@@ -113,6 +113,7 @@ class TwoNodeCluster:
         head_cpus: the head's CPUs.
         worker_cpus: the worker's CPUs.
         dashboard: start the dashboard and job server on the head (for ``ray job submit``).
+        worker: start the worker node too (``False``: a one-node cluster of the head alone).
         system_config: Ray system settings of the cluster (default: fast node-death detection).
     """
 
@@ -123,11 +124,13 @@ class TwoNodeCluster:
         head_cpus: int = 1,
         worker_cpus: int = 1,
         dashboard: bool = False,
+        worker: bool = True,
         system_config: Mapping[str, Any] | None = None,
     ):
         self.root = Path(root)
         self.head_cpus, self.worker_cpus = head_cpus, worker_cpus
         self.dashboard = dashboard
+        self.worker = worker
         self.system_config = dict(FAST_HEALTH if system_config is None else system_config)
         self.port = free_port()
         self.address = f"127.0.0.1:{self.port}"
@@ -156,7 +159,8 @@ class TwoNodeCluster:
         use_token_auth()
         self._start("head")
         self.wait_nodes(1, timeout_s)
-        self.start_worker(timeout_s)
+        if self.worker:
+            self.start_worker(timeout_s)
 
     def start_worker(self, timeout_s: float = 120.0) -> None:
         """Start (or restart) the worker node; return once the cluster has two alive nodes."""
