@@ -236,7 +236,14 @@ def run_search_tune(
             mode=mode,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            callbacks=_lean_loggers(),
+            # a trial lost with its node (or actor) is scored again on the nodes left: it only reads
+            failure_config=tune.FailureConfig(max_failures=2),
+        ),
         restore=path if resume else None,
     )
     rows = []
