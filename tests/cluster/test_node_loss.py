@@ -77,3 +77,128 @@ def test_worker_node_lost_mid_supernet_continues_with_fewer_replicas(cluster, tm
     assert all(torch.equal(final["model"][k], expected["model"][k]) for k in final["model"])
     print(f"\nsupernet node loss: final {weights_digest(final['model'])} == reference "
           f"{weights_digest(expected['model'])}")  # fmt: skip
+
+
+# -- search and retrain: the real CLI on the cluster ------------------------------------------
+
+N, K, EPOCHS = 8, 2, 3  # architectures; scored by each node's trial actor before the hold; retrain epochs
+
+
+def _gated(tmp_path) -> list[str]:
+    """The gated mnist1d model (tests/experiment/gated.py): each trial actor holds its (K+1)-th
+    architecture, each retrain trial holds as its second epoch begins, until the gate files exist."""
+    return [
+        "model.factory=tests.experiment.gated:build",
+        f"model.kwargs.search_gate={tmp_path / 'search-gate'}",
+        f"model.kwargs.search_after={K}",
+        f"model.kwargs.retrain_gate={tmp_path / 'retrain-gate'}",
+        "model.kwargs.retrain_after=1",
+        f"search.num_samples={N}",
+        "search.max_concurrent=2",
+        "search.cpus_per_trial=1",  # one trial per node: when two are running, one is on the worker
+        "retrain.cpus_per_trial=1",
+        f"retrain.epochs={EPOCHS}",
+    ]
+
+
+def _failures(tune_dir) -> list[int]:
+    """Per trial of Tune's newest snapshot, how many times it failed (and was retried)."""
+    import glob
+    import json
+
+    with open(sorted(glob.glob(str(tune_dir / "experiment_state-*.json")))[-1]) as f:
+        data = json.load(f)
+    return sorted(json.loads(metadata)["num_failures"] for _trial, metadata in data["trial_data"])
+
+
+def test_worker_node_lost_mid_search_and_mid_retrain(cluster, tmp_path):
+    """The worker node killed while each node holds a search trial, then while each holds a retrain
+    trial after its first epoch's checkpoint: Tune retries the lost trial (a search trial from the
+    start, a retrain trial from its checkpoint); every row is there once, nothing is done twice."""
+    import pyarrow.parquet as pq
+
+    from tests.experiment.cli_helpers import cli_args, env, kill_now, sets, wait_for
+    from tests.experiment.test_resume import _holding, _lines, _snapshot, _trial_dirs
+
+    root = tmp_path / "lost" / "nodes"
+    search_gate, retrain_gate = tmp_path / "search-gate", tmp_path / "retrain-gate"
+    cmd = cli_args("search", "--address", cluster.address, *sets(tmp_path / "lost", "nodes", _gated(tmp_path)))
+    log = open(tmp_path / "driver.log", "w")
+    import subprocess
+
+    proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env(), start_new_session=True)
+    try:
+        wait_for(lambda: _holding(search_gate) == 2, 400, "a search trial held on each node", proc)
+        cluster.kill_worker()
+        cluster.start_worker()  # back before the retrain: its two trials run one per node again
+        search_gate.touch()
+
+        def retrain_held() -> bool:
+            running = [r for s, r in _snapshot(root / "tune_retrain").values() if s == "RUNNING"]
+            return len(running) == 2 == _holding(retrain_gate) and all(r.get("epoch") == 1 for r in running)
+
+        wait_for(retrain_held, 400, "a retrain trial held after its first epoch on each node", proc)
+        cluster.kill_worker()
+        retrain_gate.touch()
+        assert proc.wait(timeout=400) == 0, (tmp_path / "driver.log").read_text()[-3000:]
+    finally:
+        if proc.poll() is None:
+            kill_now(proc)
+        log.close()
+        if len(cluster.alive_nodes()) < 2:
+            cluster.start_worker()
+
+    search = pq.read_table(root / "results" / "search.parquet").to_pylist()
+    assert len(search) == len({r["trial_id"] for r in search}) == N
+    assert all(r["status"] == "ok" for r in search)
+    assert len(_lines(tmp_path / "search-gate.scored")) == N  # the lost trial was held unscored: scored once
+    assert len(_trial_dirs(root / "tune_search")) == N
+    retrain = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
+    assert sorted(r["rank"] for r in retrain) == [0, 1]
+    assert all(r["status"] == "ok" and r["epochs"] == EPOCHS and r["test_accuracy"] is not None for r in retrain)
+    validations = _lines(tmp_path / "retrain-gate.validations")
+    per_trial = sorted(validations.count(r["trial_id"]) for r in retrain)
+    assert per_trial == [EPOCHS, EPOCHS]  # the lost trial went on from its epoch-1 checkpoint
+    assert _failures(root / "tune_search") == [0] * (N - 1) + [1]  # one trial lost and retried
+    assert _failures(root / "tune_retrain") == [0, 1]
+    print(f"\nsearch rows {len(search)} (unique {len({r['trial_id'] for r in search})}), retrain rows "
+          f"{len(retrain)}, validations per retrain trial {per_trial}")  # fmt: skip
+
+
+def test_driver_killed_mid_search_then_resumed_on_the_cluster(cluster, tmp_path):
+    """The driver SIGKILLed while each node holds a search trial (2 x K scored before): ``raynas
+    search --resume`` on the same cluster keeps the rows of before, scores the rest once each."""
+    import pyarrow.parquet as pq
+
+    from tests.experiment.cli_helpers import run_cli, sets, wait_for
+    from tests.experiment.test_resume import _holding, _lines, _open, _snapshot, _start, _trial_dirs
+
+    root = tmp_path / "driver" / "killed"
+    gate = tmp_path / "search-gate"
+    extra = [s for s in _gated(tmp_path) if "retrain" not in s] + ["retrain.top_k=1", "retrain.epochs=1"]
+    proc = _start("search", "--address", cluster.address, *sets(tmp_path / "driver", "killed", extra))
+
+    def held() -> bool:
+        done = [s for s, _ in _snapshot(root / "tune_search").values() if s == "TERMINATED"]
+        return _holding(gate) == 2 and len(done) == len(_lines(tmp_path / "search-gate.scored")) == 2 * K
+
+    try:
+        wait_for(held, 400, f"{2 * K} scored search trials and one held on each node", proc)
+    finally:
+        from tests.experiment.cli_helpers import kill_now
+
+        kill_now(proc)
+    before = {t: r for t, (s, r) in _snapshot(root / "tune_search").items() if s == "TERMINATED"}
+    _open(gate)
+    result = run_cli("search", "--resume", str(root), "--address", cluster.address, timeout=500)
+    assert result.returncode == 0, result.stderr[-3000:]
+    search = pq.read_table(root / "results" / "search.parquet").to_pylist()
+    rows = {r["trial_id"]: r for r in search}
+    assert len(search) == len(rows) == N and all(r["status"] == "ok" for r in search)
+    for trial_id, metrics in before.items():
+        assert {k: rows[trial_id][k] for k in ("arch", "val_accuracy")} == {k: metrics[k] for k in ("arch", "val_accuracy")}
+    assert len(_lines(tmp_path / "search-gate.scored")) == N and len(_trial_dirs(root / "tune_search")) == N
+    retrain = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
+    assert len(retrain) == 1 and retrain[0]["status"] == "ok"
+    print(f"\ndriver killed: {len(before)} rows before, {len(search)} after (unique {len(rows)}), "
+          f"{len(_lines(tmp_path / 'search-gate.scored'))} scored")  # fmt: skip
