@@ -83,10 +83,12 @@ def kill_process_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait_s
 
 
 def _env() -> dict[str, str]:
-    """The nodes' environment: this checkout first on the path (the workers import raynas and tests)."""
+    """The nodes' environment: this checkout first on the Python path (the workers import raynas
+    and tests), this interpreter's scripts first on ``PATH``."""
     env = dict(os.environ)
     repo = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (repo, env.get("PYTHONPATH")) if p)
+    env["PATH"] = os.pathsep.join(p for p in (str(BIN), env.get("PATH")) if p)  # `raynas` of a job's entrypoint
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
