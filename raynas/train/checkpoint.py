@@ -26,6 +26,7 @@ other unreadable file fails with one line naming it (:class:`CorruptCheckpointEr
 
 from __future__ import annotations
 
+import io
 import logging
 import os
 import pickle
@@ -37,7 +38,7 @@ from typing import Any
 
 import torch
 
-from raynas._io import write_torch_atomic
+from raynas._io import write_atomic
 from searchers.errors import CheckpointError  # one class for every raynas checkpoint error
 
 __all__ = [
@@ -185,13 +186,37 @@ def save_checkpoint(payload: Mapping[str, Any], out_dir: str | os.PathLike, *, k
     data["format"] = FORMAT
     folder = checkpoint_dir(out_dir)
     last = folder / LAST
-    if keep > 0:
-        write_torch_atomic(folder / f"epoch-{int(data['epoch']):04d}.pt", data)
-    write_torch_atomic(last, data)
+    # serialized first, then written as bytes: a full or read-only disk is then an OSError with
+    # its errno (torch's own writer reports it as "unexpected pos ...")
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    blob = buffer.getvalue()
+    for path in ([folder / f"epoch-{int(data['epoch']):04d}.pt"] if keep > 0 else []) + [last]:
+        try:
+            write_atomic(path, lambda tmp: _write_synced(tmp, blob))
+        except OSError as exc:
+            raise CheckpointError(_write_failure(path, exc)) from None
     epochs = sorted(_epoch_files(folder))
     for _epoch, old in epochs[: max(len(epochs) - keep, 0)]:
         old.unlink(missing_ok=True)
     return last
+
+
+def _write_synced(tmp: Path, blob: bytes) -> None:
+    with open(tmp, "wb") as f:
+        f.write(blob)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_failure(path: Path, exc: OSError) -> str:
+    """One line on a checkpoint that could not be written (the previous ones are left as they were)."""
+    import errno
+
+    reason = _first_line(exc)
+    if exc.errno is not None:
+        reason = os.strerror(exc.errno) + (" (disk full)" if exc.errno == errno.ENOSPC else "")
+    return f"cannot write supernet checkpoint {str(path)!r}: {reason}; the previous checkpoints are unchanged"
 
 
 def load_checkpoint(path: str | os.PathLike, *, map_location: str | torch.device = "cpu") -> dict[str, Any]:
