@@ -20,10 +20,12 @@ import torch
 from raynas._io import write_json_atomic, write_torch_atomic
 from raynas._tune import run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
+from raynas.train.checkpoint import read_data
 from raynas.train.data import as_data_spec
 from raynas.train.evaluate import evaluate_loop
 from raynas.train.loader import CachedBatches, OrderSampler, ShardSampler
 from raynas.train.objective import resolve_loss, resolve_metrics
+from raynas.train.placement import require, trial_request
 from raynas.train.resolve import check_precision, pick_device
 from raynas.train.step import WeightStep
 
@@ -230,7 +232,7 @@ def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as d:
-            state = torch.load(os.path.join(d, "state.pt"), weights_only=False)
+            state = read_data(os.path.join(d, "state.pt"), what="retrain checkpoint")  # data only, never code
 
     def report(metrics: dict, ckpt: dict) -> None:
         with tempfile.TemporaryDirectory() as d:
@@ -282,6 +284,7 @@ def run_retrain_tune(
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
+    require(trial_request("retrain", resources))  # said within seconds, not waited on in silence
     trainable = tune.with_resources(tune.with_parameters(_retrain_trial, setup=setup), dict(resources))
     path = os.path.join(storage, name)
     asha = (
@@ -387,7 +390,7 @@ def run_retrain_local(
             with open(done_path) as f:
                 rows.append(json.load(f))
             continue
-        state = torch.load(ckpt_path, weights_only=False) if os.path.isfile(ckpt_path) else None
+        state = read_data(ckpt_path, what="retrain checkpoint") if os.path.isfile(ckpt_path) else None
         last: dict = {}
 
         def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last, _rank: int = rank) -> None:

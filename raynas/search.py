@@ -21,6 +21,7 @@ from raynas._io import write_atomic, write_json_atomic
 from raynas._tune import run_or_restore
 from raynas.nas.space import to_decisions, to_exported
 from raynas.train.evaluate import WeightSharingEvaluator
+from raynas.train.placement import require, trial_request
 from searchers.space import parse_search_space
 
 __all__ = [
@@ -232,6 +233,7 @@ def run_search_tune(
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    require(trial_request("search", resources))  # said within seconds, not waited on in silence
     weights_ref = ray.put(weights)
     trainable = tune.with_resources(
         tune.with_parameters(_search_trial, weights=weights_ref, setup=setup), dict(resources)
@@ -246,7 +248,14 @@ def run_search_tune(
             mode=mode,
             reuse_actors=True,
         ),
-        run_config=tune.RunConfig(name=name, storage_path=storage, verbose=0, callbacks=_lean_loggers()),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=storage,
+            verbose=0,
+            callbacks=_lean_loggers(),
+            # a trial lost with its node (or actor) is scored again on the nodes left: it only reads
+            failure_config=tune.FailureConfig(max_failures=2),
+        ),
         restore=path if resume else None,
     )
     rows = []

@@ -14,6 +14,7 @@ from raynas.experiment.config import ConfigError, ExperimentConfig, build_config
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
 from raynas.retrain import RETRAIN_COLUMNS
 from raynas.search import SEARCH_COLUMNS
+from raynas.train.placement import check_experiment
 from searchers.errors import RaynasError
 
 __all__ = [
@@ -164,9 +165,10 @@ class Experiment:
         if until is not None and until not in PHASES:
             raise ConfigError(f"until must be one of {', '.join(PHASES)}, got {until!r}")
         resume = self.resumed if resume is None else resume
+        last = PHASES.index(until) if until else len(PHASES) - 1
         if not local:
             init_ray(address)
-        last = PHASES.index(until) if until else len(PHASES) - 1
+            check_experiment(self, PHASES[: last + 1])  # what the cluster cannot place, said now
         for i, phase in enumerate(PHASES[: last + 1]):
             if self.dir.done(phase):
                 self.log(f"[{i + 1}/{len(PHASES)}] {phase}: done earlier, skipped")

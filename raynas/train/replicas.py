@@ -9,11 +9,17 @@ tears the whole group down and restarts it from the last checkpoint.
 
 Each actor runs ``log_every`` steps per call and reports back, so the driver costs one round trip
 per report, not per step; gradients flow between the actors only (one all-reduce per step).
+
+The replicas are one ``PACK`` placement group (:func:`raynas.train.placement.reserve_group` says
+why): as few nodes as possible, the replicas of one node averaging in shared memory and the
+nodes' first replicas over gloo. A request the cluster cannot hold fails within seconds with what
+it has; after a lost node the trainer may ask for fewer replicas (``allow_fewer``).
 """
 
 from __future__ import annotations
 
 import abc
+import logging
 import socket
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -26,6 +32,8 @@ from raynas.train.replica import MutatorFactory, SupernetReplica
 from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 
 __all__ = ["ReplicaFailure", "ReplicaGroup", "LocalReplicas", "RayReplicas", "ReplicaActor", "shm_plan"]
+
+_log = logging.getLogger(__name__)
 
 
 class ReplicaFailure(RuntimeError):
@@ -213,13 +221,19 @@ class RayReplicas(ReplicaGroup):
     Args:
         replica_cls: the class each actor hosts (default :class:`SupernetReplica`; NNI's trainers use
             :class:`raynas.train.trainer_replica.TrainerReplica`).
+        allow_fewer: start as many replicas as the cluster can hold when that is fewer than
+            ``config.replicas`` (after a lost node); :attr:`world_size` says how many started.
         **settings: the settings of :class:`ReplicaGroup`.
     """
 
-    def __init__(self, *, replica_cls: Callable[..., Any] | None = None, **settings: Any):
+    def __init__(
+        self, *, replica_cls: Callable[..., Any] | None = None, allow_fewer: bool = False, **settings: Any
+    ):
         super().__init__(**settings)
         self.replica_cls = replica_cls
+        self.allow_fewer = allow_fewer
         self.actors: list[Any] = []
+        self.group: Any = None
 
     @property
     def handles(self) -> list[Any]:
@@ -239,16 +253,35 @@ class RayReplicas(ReplicaGroup):
     def start(self, checkpoint: Mapping[str, Any] | None) -> list[ReplicaInfo]:
         """Start the actors, join them in a process group and set them up from ``checkpoint``."""
         import ray
+        from ray.util.scheduling_strategies import PlacementGroupSchedulingStrategy
+
+        from raynas.train.placement import Request, reserve_group
 
         if not ray.is_initialized():
             ray.init()
-        cls = ray.remote(ReplicaActor).options(
-            num_cpus=self.config.cpus_per_replica, num_gpus=self._gpus(), max_restarts=0, max_task_retries=0
+        gpus = self._gpus()
+        request = Request(
+            what="supernet replicas",
+            count=self.world_size,
+            bundle={"CPU": self.config.cpus_per_replica, "GPU": gpus},
+            keys="supernet.replicas, supernet.cpus_per_replica" + (", supernet.device" if gpus else ""),
         )
+        self.group, self.world_size = reserve_group(request, log=_log.warning, allow_fewer=self.allow_fewer)
+        actor = ray.remote(ReplicaActor)
+        options = dict(num_cpus=self.config.cpus_per_replica, num_gpus=gpus, max_restarts=0, max_task_retries=0)
+
+        def placed(rank: int) -> dict[str, Any]:
+            if self.group is None:
+                return options
+            strategy = PlacementGroupSchedulingStrategy(self.group, placement_group_bundle_index=rank)
+            return {**options, "scheduling_strategy": strategy}
+
         source = getattr(self.data, "source", self.data)
         data = ray.put(self.data) if isinstance(source, Mapping) else self.data  # datasets built in Python
         self.actors = [
-            cls.remote(replica_cls=self.replica_cls, **{**self.replica_kwargs(rank), "data": data})
+            actor.options(**placed(rank)).remote(
+                replica_cls=self.replica_cls, **{**self.replica_kwargs(rank), "data": data}
+            )
             for rank in range(self.world_size)
         ]
         if self.world_size > 1:
@@ -281,8 +314,9 @@ class RayReplicas(ReplicaGroup):
         return self._get([a.digest.remote() for a in self.actors])
 
     def shutdown(self) -> None:
-        """Kill every actor of the group."""
+        """Kill every actor of the group and release its placement group."""
         import ray
+        from ray.util.placement_group import remove_placement_group
 
         for actor in self.actors:
             try:
@@ -290,6 +324,12 @@ class RayReplicas(ReplicaGroup):
             except Exception:  # noqa: BLE001 - an actor already gone is fine
                 pass
         self.actors = []
+        if self.group is not None:
+            try:
+                remove_placement_group(self.group)
+            except Exception:  # noqa: BLE001 - a group of a lost cluster is gone already
+                pass
+            self.group = None
 
     def _get(self, refs: list[Any]) -> list[Any]:
         """``ray.get`` that turns a replica's death (or its peers' broken collective) into

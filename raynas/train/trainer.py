@@ -5,10 +5,19 @@ epochs, writes a checkpoint every ``checkpoint_every`` epochs (atomically; ``las
 latest ``epoch-NNNN.pt`` files) and calls the callbacks. When a replica dies it tears the group
 down, restarts every replica from the last checkpoint written (or from the start), and goes on;
 after ``max_failures`` restarts it gives up with :class:`ReplicaFailure`.
+
+Recovery policy after a lost node: fewer replicas, at once. When the cluster can no longer hold
+``replicas`` replicas after a failure, the restart takes as many as fit now (one warning line says
+how many, from which checkpoint) and keeps that number to the end; the result equals a run of
+that many replicas resumed from that checkpoint (``batch_size`` is per replica, so the global batch
+shrinks with them). Waiting for the node would stall the run for as long as a replacement takes
+(minutes for a cloud node, never for a dead machine); a run that must keep its replica count is
+resumed later with ``resume=True`` on a cluster that holds them.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -27,6 +36,8 @@ from raynas.train.reports import ReplicaInfo, ReplicaState, StepReport
 from searchers.errors import ConfigTypeError, RaynasError
 
 __all__ = ["SupernetResult", "train_supernet", "CheckpointExistsError"]
+
+_log = logging.getLogger(__name__)
 
 
 class CheckpointExistsError(RaynasError, ValueError):
@@ -151,7 +162,7 @@ def train_supernet(
     state = _RunState(checkpoint=initial, last_written=None, traces=[[] for _ in range(world)])
     try:
         restarts = _run_with_restarts(
-            lambda: group_cls(
+            lambda allow_fewer: group_cls(
                 factory=factory,
                 data=data,
                 config=config,
@@ -159,6 +170,7 @@ def train_supernet(
                 trace=trace,
                 criterion=criterion,
                 metrics=metrics,
+                **({} if local else {"allow_fewer": allow_fewer}),
             ),
             run,
             cbs,
@@ -170,7 +182,7 @@ def train_supernet(
             checkpoint=state.last_written,
             epochs=state.epoch,
             steps=state.step,
-            replicas=world,
+            replicas=state.world or world,
             local=local,
             restarts=restarts,
             wall_s=time.perf_counter() - start_time,
@@ -211,19 +223,28 @@ class _RunState:
     epoch: int = 0
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
+    world: int = 0  # replicas of the current attempt (fewer than asked after a lost node)
 
 
 def _run_with_restarts(
-    make_group: Callable[[], Any], run: RunInfo, cbs: list[Callback], state: _RunState, *, world: int
+    make_group: Callable[[bool], Any], run: RunInfo, cbs: list[Callback], state: _RunState, *, world: int
 ) -> int:
     """Train to the end, restarting every replica from the last checkpoint written after a
     :class:`ReplicaFailure` (at most ``max_failures`` times); the number of restarts."""
     config = run.config
     restarts = 0
     while True:
-        group = make_group()
+        group = make_group(restarts > 0)
         try:
             infos: list[ReplicaInfo] = group.start(state.checkpoint)
+            if group.world_size < (state.world or world):
+                _log.warning(
+                    "supernet: the cluster now holds %d of %d replicas (a node was lost); continuing with %d "
+                    "replicas from %s (epoch %s, step %s)",
+                    group.world_size, world, group.world_size, state.last_written or "the start",
+                    (state.checkpoint or {}).get("epoch", 0), (state.checkpoint or {}).get("step", 0),
+                )  # fmt: skip
+            state.world = world = group.world_size
             run.attempt = restarts
             run.replicas = group.handles
             run.pids = [info.pid for info in infos]
