@@ -19,6 +19,7 @@ from raynas.train.checkpoint import (
     save_checkpoint,
 )
 from raynas.train.config import ConfigError, SupernetConfig
+from raynas.train.data import DataSpec
 from raynas.train.evaluate import (
     WeightSharingEvaluator,
     evaluate_architecture,
@@ -39,6 +40,7 @@ __all__ = [
     "CheckpointError",
     "CheckpointExistsError",
     "ConfigError",
+    "DataSpec",
     "EpochMetrics",
     "FairMutator",
     "LocalReplicas",

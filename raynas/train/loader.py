@@ -48,16 +48,11 @@ class SeededBatch(list):
     """
 
     def __init__(self, indices: Sequence[int], seed: int | None):
-        super().__init__(int(i) for i in indices)
+        super().__init__(indices.tolist() if isinstance(indices, np.ndarray) else (int(i) for i in indices))
         self.seed = seed
 
     def __reduce__(self) -> tuple:
         return SeededBatch, (list(self), self.seed)
-
-
-def batch_seed(parts: Sequence[int]) -> int:
-    """A 32-bit seed from integers (``numpy.random.SeedSequence``)."""
-    return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1)[0])
 
 
 @contextmanager
@@ -127,23 +122,27 @@ class ShardSampler(Sampler[SeededBatch]):
         self.steps = self.per_rank // batch_size
         self.epoch = 0
         self.start = 0
-        self._cached: tuple[int, np.ndarray] | None = None
+        self._cached: tuple[int, np.ndarray, np.ndarray] | None = None
 
     def set_epoch(self, epoch: int, start: int = 0) -> None:
         """Iterate over ``epoch``'s batches from position ``start`` on."""
         self.epoch, self.start = int(epoch), int(start)
 
-    def shard(self, epoch: int) -> np.ndarray:
-        """This rank's indices in ``epoch`` (all of its batches, in order)."""
+    def _epoch(self, epoch: int) -> tuple[int, np.ndarray, np.ndarray]:
         if self._cached is None or self._cached[0] != epoch:
             perm = np.random.default_rng([*self.seed, int(epoch)]).permutation(self.indices)
-            self._cached = (epoch, perm[self.rank * self.per_rank : (self.rank + 1) * self.per_rank])
-        return self._cached[1]
+            seeds = np.random.SeedSequence([*self.seed, int(epoch), self.rank]).generate_state(max(self.steps, 1))
+            self._cached = (epoch, perm[self.rank * self.per_rank : (self.rank + 1) * self.per_rank], seeds)
+        return self._cached
+
+    def shard(self, epoch: int) -> np.ndarray:
+        """This rank's indices in ``epoch`` (all of its batches, in order)."""
+        return self._epoch(epoch)[1]
 
     def batch(self, epoch: int, pos: int) -> SeededBatch:
-        """Batch ``pos`` of ``epoch``."""
-        part = self.shard(epoch)[pos * self.batch_size : (pos + 1) * self.batch_size]
-        return SeededBatch(part, batch_seed([*self.seed, epoch, self.rank, pos]))
+        """Batch ``pos`` of ``epoch``; its seed follows from the seed, the epoch, the rank and ``pos``."""
+        _, shard, seeds = self._epoch(epoch)
+        return SeededBatch(shard[pos * self.batch_size : (pos + 1) * self.batch_size], int(seeds[pos]))
 
     def __len__(self) -> int:
         return max(self.steps - self.start, 0)
@@ -172,9 +171,9 @@ class OrderSampler(Sampler[SeededBatch]):
         return -(-len(self.indices) // self.batch_size)
 
     def __iter__(self) -> Iterator[SeededBatch]:
+        seeds = np.random.SeedSequence(self.seed).generate_state(max(len(self), 1))
         for pos in range(len(self)):
-            part = self.indices[pos * self.batch_size : (pos + 1) * self.batch_size]
-            yield SeededBatch(part, batch_seed([*self.seed, pos]))
+            yield SeededBatch(self.indices[pos * self.batch_size : (pos + 1) * self.batch_size], int(seeds[pos]))
 
 
 def default_workers() -> int:
