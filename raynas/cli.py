@@ -133,15 +133,28 @@ def _log(message: str) -> None:
     "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable)."
 )
 @click.option("--until", type=click.Choice(PHASES), default=None, help="Stop after this phase.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show what Ray and Tune print (always kept in DIR/ray.log).")
 @user_errors
 def search(
-    config: str | None, local: bool, address: str | None, resume_dir: str | None, overrides: tuple, until: str | None
+    config: str | None,
+    local: bool,
+    address: str | None,
+    resume_dir: str | None,
+    overrides: tuple,
+    until: str | None,
+    verbose: bool,
 ) -> None:
     """Run an experiment: space, supernet, search, retrain, report.
 
-    With no CONFIG it runs the built-in mnist1d experiment.
+    With no CONFIG it runs the built-in mnist1d experiment. The console shows each phase's
+    progress; what Ray and Tune print goes to DIR/ray.log (and to the console with -v).
     """
+    import time
+
     from raynas.experiment import Experiment, load_config
+    from raynas.report.capture import capture_output
+    from raynas.report.console import ConsoleProgress
+    from raynas.report.summary import summary_lines
 
     # the path + --set strings form is the command line's; Python users call raynas.create_experiment
     if resume_dir is not None:
@@ -151,11 +164,12 @@ def search(
     else:
         experiment = Experiment.create(load_config(config, overrides), log=_log)
     experiment.check_searcher()
-    experiment.run(local=local, address=address, until=until)
-    _print_leaderboard(experiment.dir, experiment.config.search.metric, experiment.config.search.mode, "table", limit=5)
-    click.echo(f"results: {experiment.dir.location}")
-    if experiment.dir.best_architecture.is_file():
-        click.echo(f"best architecture: {experiment.dir.location}/best_architecture.json")
+    began = time.perf_counter()
+    with capture_output(experiment.dir.ray_log, echo=verbose) as console:
+        experiment.run(local=local, address=address, until=until, progress=ConsoleProgress(stream=console))
+    search_cfg = experiment.config.search
+    for line in summary_lines(experiment.dir, search_cfg.metric, search_cfg.mode, wall_s=time.perf_counter() - began):
+        click.echo(line)
 
 
 def _read_archs(path: str, space: Any) -> list[dict]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from raynas._io import write_json_atomic, write_torch_atomic
-from raynas._tune import run_or_restore
+from raynas._tune import keep_last_checkpoints, run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.data import Batches as _Batches
 from raynas.train.data import resolve_data
@@ -41,7 +41,11 @@ RETRAIN_COLUMNS = (
     "search_val_accuracy",
     "wall_s",
     "status",
+    "history",
 )
+
+#: the per-epoch figures a row's ``history`` keeps (a JSON list of ``{key: value}``, one per epoch)
+HISTORY_KEYS = ("epoch", "train_loss", "val_accuracy", "val_loss")
 
 
 class RetrainSetup:
@@ -114,7 +118,7 @@ def train_fixed(
         rank: which architecture (0 = the best search score).
         report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_accuracy``,
             ``val_loss``, ``train_loss`` (and ``test_accuracy`` after the last epoch); ``state``
-            is the checkpoint to resume from.
+            is the checkpoint to resume from (its ``history`` lists every epoch's figures).
         state: a checkpoint a previous call reported, to continue from it.
     """
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -130,12 +134,12 @@ def train_fixed(
     opt = build_optimizer(params, optimizer=setup.optimizer, lr=setup.lr, weight_decay=setup.weight_decay, momentum=0.9)
     total = steps * setup.epochs
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-    start_epoch, wall = 0, 0.0
+    start_epoch, wall, history = 0, 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        start_epoch, wall = int(state["epoch"]), float(state["wall_s"])
+        start_epoch, wall, history = int(state["epoch"]), float(state["wall_s"]), list(state.get("history", []))
     n_params = sum(p.numel() for p in model.parameters())
     for epoch in range(start_epoch, setup.epochs):
         began = time.perf_counter()
@@ -163,12 +167,14 @@ def train_fixed(
         }
         if epoch + 1 == setup.epochs and "test" in splits:
             metrics["test_accuracy"], _ = _evaluate(model, _Batches(splits["test"], device))
+        history.append({k: metrics[k] for k in HISTORY_KEYS})
         checkpoint = {
             "model": model.state_dict(),
             "optimizer": opt.state_dict(),
             "scheduler": sched.state_dict(),
             "epoch": epoch + 1,
             "wall_s": wall,
+            "history": list(history),
         }
         report(metrics, checkpoint)
 
@@ -192,7 +198,13 @@ def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
 
 
 def _row(
-    trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any
+    trial_id: str,
+    rank: int,
+    setup: RetrainSetup,
+    metrics: Mapping[str, Any] | None,
+    status: str,
+    flops: Any,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> dict:
     metrics = metrics or {}
     return {
@@ -208,7 +220,28 @@ def _row(
         "search_val_accuracy": setup.search_scores[rank],
         "wall_s": metrics.get("wall_s"),
         "status": status,
+        "history": json.dumps([{k: h.get(k) for k in HISTORY_KEYS} for h in history]),
     }
+
+
+def _tune_history(result: Any) -> list[dict]:
+    """Every epoch a Tune trial reported, once (a retried trial reports again from its checkpoint)."""
+    frame = result.metrics_dataframe
+    if frame is None or "epoch" not in frame:
+        return []
+    by_epoch = {}
+    for record in frame.to_dict("records"):
+        by_epoch[int(record["epoch"])] = {k: _plain(record.get(k)) for k in HISTORY_KEYS}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able number (``None`` for a missing / NaN value)."""
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def run_retrain_tune(
@@ -224,8 +257,16 @@ def run_retrain_tune(
     max_failures: int,
     flops: Sequence[Any],
     resume: bool,
+    callbacks: Sequence[Any] = (),
 ) -> list[dict]:
-    """Run (or resume) the retraining as a Tune experiment; one row per architecture."""
+    """Run (or resume) the retraining as a Tune experiment; one row per architecture (``callbacks``:
+    more Tune callbacks, e.g. progress).
+
+    Every epoch's checkpoint is kept while it runs, and all but each trial's last are deleted
+    once it is done: with ``CheckpointConfig(num_to_keep=k)`` Tune forces a snapshot of the whole
+    experiment each time a trial has checkpointed ``k`` times (every second epoch for ``k=2``),
+    and warns that this is a bottleneck.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -245,17 +286,19 @@ def run_retrain_tune(
             storage_path=storage,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            callbacks=list(callbacks),
         ),
         restore=path if resume else None,
     )
+    keep_last_checkpoints(path)
     rows = []
     for result in grid:
         rank = int(result.config["rank"])
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or os.path.basename(result.path or "")
         status = "error" if result.error else ("stopped" if metrics.get("epoch", 0) < setup.epochs else "ok")
-        rows.append(_row(trial_id, rank, setup, metrics, status, flops[rank]))
+        rows.append(_row(trial_id, rank, setup, metrics, status, flops[rank], _tune_history(result)))
     rows.sort(key=lambda r: r["rank"])
     return rows
 
@@ -311,9 +354,13 @@ def run_retrain_local(
     mode: str = "max",
     scheduler: str = "none",
     grace_period: int = 5,
+    on_epoch: Callable[[int, dict], None] = lambda _rank, _metrics: None,
+    on_trial_end: Callable[[int, dict], None] = lambda _rank, _row: None,
 ) -> list[dict]:
     """Retrain every architecture in this process, one after another, resumable from ``work_dir``;
-    ``scheduler="asha"`` stops weak ones early by :class:`AshaRule` on ``metric``."""
+    ``scheduler="asha"`` stops weak ones early by :class:`AshaRule` on ``metric``. ``on_epoch``
+    sees ``(rank, metrics)`` after each epoch, ``on_trial_end`` ``(rank, row)`` after each
+    architecture (also those an interrupted run finished)."""
     rows = []
     asha_path = os.path.join(work_dir, "asha.json")
     asha = None
@@ -329,14 +376,16 @@ def run_retrain_local(
         if os.path.isfile(done_path):
             with open(done_path) as f:
                 rows.append(json.load(f))
+            on_trial_end(rank, rows[-1])
             continue
         state = torch.load(ckpt_path, weights_only=False) if os.path.isfile(ckpt_path) else None
         last: dict = {}
 
         def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last, _rank: int = rank) -> None:
             _last.clear()
-            _last.update(metrics)
+            _last.update(metrics, history=ckpt["history"])
             write_torch_atomic(_path, ckpt)
+            on_epoch(_rank, metrics)
             if asha is not None:
                 stop = asha.stop(str(_rank), int(metrics["epoch"]), float(metrics[metric]))
                 write_json_atomic(asha_path, asha.recorded)
@@ -348,9 +397,10 @@ def run_retrain_local(
             train_fixed(setup, rank, report=report, state=state)
         except _Stopped:
             status = "stopped"
-        row = _row(f"local_retrain_{rank:03d}", rank, setup, last, status, flops[rank])
+        row = _row(f"local_retrain_{rank:03d}", rank, setup, last, status, flops[rank], last.get("history", ()))
         write_json_atomic(done_path, row)
         rows.append(row)
+        on_trial_end(rank, row)
         if status == "stopped":
             log(f"retrain {rank + 1}/{len(setup.archs)}: stopped by ASHA after epoch {row['epochs']}")
         else:
