@@ -249,11 +249,19 @@ def retrain(directory: str, archs_file: str, local: bool, address: str | None, n
 @main.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--html", "html_file", default=None, type=click.Path(dir_okay=False),
+    help="Write the HTML report (plots of every phase) to this file instead.",
+)
 @user_errors
-def report(directory: str, fmt: str) -> None:
-    """Print DIRECTORY's leaderboard (retrained architectures, else search scores)."""
-    from raynas.experiment import ExperimentDir, load_config
+def report(directory: str, fmt: str, html_file: str | None) -> None:
+    """Print DIRECTORY's leaderboard (retrained architectures, else search scores), or write its
+    HTML report with --html (DIRECTORY/report.html is written by every run)."""
+    from raynas.experiment import Experiment, ExperimentDir, load_config
 
+    if html_file is not None:
+        click.echo(f"report: {Experiment.resume(directory, log=_log).write_html_report(html_file)}")
+        return
     xdir = ExperimentDir.existing(directory)
     config = load_config(xdir.config)
     _print_leaderboard(xdir, config.search.metric, config.search.mode, fmt)

@@ -11,6 +11,7 @@ Layout::
     best_architecture.json
     tensorboard/
     state.json             finished phases (what --resume skips)
+    report.html            the run's report: plots of every phase (written after every run)
     ray.log                what Ray and Tune printed (``raynas search``; ``-v`` shows it too)
 
 The directory may live on a shared filesystem, or at a URI that pyarrow understands
@@ -153,6 +154,7 @@ class ExperimentDir:
     tensorboard = property(lambda self: self.root / "tensorboard")
     state_file = property(lambda self: self.root / "state.json")
     ray_log = property(lambda self: self.root / "ray.log")
+    report_html = property(lambda self: self.root / "report.html")
 
     def state(self) -> dict[str, Any]:
         """``{"done": {phase: info}}`` (empty for a new directory)."""

@@ -190,7 +190,8 @@ class Experiment:
                 self.progress.phase_end(phase, i + 1, len(PHASES), info, wall)
             if last == len(PHASES) - 1:
                 self.write_report()
-                self.dir.push()
+            self.write_html_report()
+            self.dir.push()
         finally:
             self.progress.close()
 
@@ -252,6 +253,12 @@ class Experiment:
         from raynas.experiment.phases import retrain
 
         return retrain(self, candidates, name=name, local=local, resume=resume)
+
+    def write_html_report(self, path: str | os.PathLike | None = None) -> Any:
+        """Write ``report.html`` (or ``path``): one self-contained page of plots; returns its path."""
+        from raynas.report.html import write_html_report
+
+        return write_html_report(self, path)
 
     def write_report(self) -> dict | None:
         """Write ``best_architecture.json``: the best retrained architecture by the search metric

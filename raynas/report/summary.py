@@ -47,7 +47,7 @@ def summary_lines(xdir: Any, metric: str, mode: str, *, wall_s: float | None = N
     lines.append(f"results: {xdir.location}")
     if xdir.best_architecture.is_file():
         lines.append(f"best architecture: {xdir.location}/best_architecture.json")
-    if (xdir.root / "report.html").is_file():
+    if xdir.report_html.is_file():
         lines.append(f"report: {xdir.location}/report.html")
     if xdir.ray_log.is_file():
         lines.append(f"Ray and Tune log: {xdir.location}/ray.log")

@@ -48,7 +48,8 @@ def test_the_console_holds_raynas_lines_only(piped):
     assert any(line.startswith("[raynas] search 30/30 trials (100%)") for line in progress)
     assert len(progress) <= 4 * 2 + 3 * 10
     summary = result.stdout.strip().splitlines()
-    assert len(summary) <= 8 and f"results: {root}" in summary
+    assert len(summary) <= 8 and f"results: {root}" in summary and f"report: {root}/report.html" in summary
+    assert (root / "report.html").is_file()  # a Ray run writes its report too
     assert any(line.startswith("best architecture (best of 2 retrained, by val_accuracy)") for line in summary)
 
 
