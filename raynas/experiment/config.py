@@ -40,6 +40,7 @@ METRICS = ("val_accuracy", "val_loss")
 MODES = ("max", "min")
 SCHEDULERS = ("none", "asha")
 RETRAIN_OPTIMIZERS = ("adam", "sgd")
+RETRAIN_SELECTIONS = ("top", "diverse")
 
 
 def _rule(kind: str, **options: Any) -> dict:
@@ -203,6 +204,8 @@ class RetrainSection(_Section):
 
     Attributes:
         top_k: distinct architectures to retrain (best search scores first).
+        select: ``top`` (the ``top_k`` best scores) or ``diverse`` (the best of each different
+            combination of ops first, so not ``top_k`` skip-variants of one op sequence).
         epochs: training epochs per architecture.
         optimizer: ``adam`` or ``sgd``.
         lr: learning rate (cosine schedule to 0).
@@ -217,6 +220,7 @@ class RetrainSection(_Section):
 
     _name = "retrain"
     top_k: int = field(default=5, metadata=_rule("int", min=0))
+    select: str = field(default="top", metadata=_rule("choice", valid=RETRAIN_SELECTIONS))
     epochs: int = field(default=30, metadata=_rule("int", min=1))
     optimizer: str = field(default="adam", metadata=_rule("choice", valid=RETRAIN_OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=_rule("number", min=0.0, strict=True))

@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomic
-from raynas.experiment.results import log_tensorboard, top_architectures
+from raynas.experiment.results import diverse_architectures, log_tensorboard, top_architectures
 from raynas.retrain import RETRAIN_COLUMNS
 from raynas.search import SEARCH_COLUMNS
 
@@ -106,7 +106,8 @@ def phase_retrain(x: Experiment, *, local: bool, resume: bool) -> dict:
     return retrain(x, retrain_candidates(x), name="retrain", local=local, resume=resume)
 
 def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
-    """What phase 4 retrains: the top-k distinct searched architectures (or a learnable mutator's export)."""
+    """What phase 4 retrains: ``retrain.top_k`` searched architectures (``retrain.select``), or a
+    learnable mutator's export."""
     import pyarrow.parquet as pq
 
     s, k = x.config.search, x.config.retrain.top_k
@@ -115,7 +116,10 @@ def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
 
         return [(final_architecture(x.dir.supernet), None)]
     rows = pq.read_table(x.dir.search_results).to_pylist() if x.dir.search_results.is_file() else []
-    return top_architectures([r for r in rows if r["status"] == "ok"], s.metric, s.mode, k)
+    ok = [r for r in rows if r["status"] == "ok"]
+    if x.config.retrain.select == "diverse":
+        return diverse_architectures(ok, s.metric, s.mode, k, x.space)
+    return top_architectures(ok, s.metric, s.mode, k)
 
 def retrain(
     x: Experiment, candidates: Sequence[tuple[dict, float | None]], *, name: str, local: bool, resume: bool

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 
 from raynas.experiment.directory import ExperimentDir
 
-__all__ = ["top_architectures", "leaderboard", "log_tensorboard"]
+__all__ = ["top_architectures", "diverse_architectures", "leaderboard", "log_tensorboard"]
 
 
 def top_architectures(rows: Sequence[dict], metric: str, mode: str, k: int) -> list[tuple[dict, float | None]]:
@@ -25,6 +25,26 @@ def top_architectures(rows: Sequence[dict], metric: str, mode: str, k: int) -> l
         if len(out) == k:
             break
     return out
+
+
+def diverse_architectures(
+    rows: Sequence[dict], metric: str, mode: str, k: int, space: dict
+) -> list[tuple[dict, float | None]]:
+    """The ``k`` best architectures of ``rows`` with different ops: best first, one per combination
+    of LayerChoice decisions (so not ``k`` skip-variants of one op sequence); if there are fewer
+    combinations than ``k``, the next best distinct architectures fill up."""
+    ops = sorted(key for key, spec in space.items() if spec.get("_type") == "layer_choice")
+    ranked = top_architectures(rows, metric, mode, len(rows))
+    out, seen = [], set()
+    for arch, score in ranked:
+        signature = json.dumps([arch.get(key) for key in ops])
+        if signature not in seen:
+            seen.add(signature)
+            out.append((arch, score))
+            if len(out) == k:
+                break
+    out += [pair for pair in ranked if pair not in out][: k - len(out)]
+    return sorted(out, key=lambda pair: ranked.index(pair))  # best search score first, as ranks are
 
 
 def leaderboard(xdir: ExperimentDir, metric: str, mode: str) -> list[dict]:
