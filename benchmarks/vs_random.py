@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -36,8 +37,9 @@ sys.path.insert(0, os.path.dirname(__file__))
 from _machine import machine  # noqa: E402
 
 
-def run_raynas(seed: int, overrides: list[str]) -> dict:
-    """The default search through the CLI; its wall time, pick and the pick's figures."""
+def run_raynas(seed: int, overrides: list[str], keep: str | None = None) -> dict:
+    """The default search through the CLI; its wall time, pick and the pick's figures (``keep``: copy
+    its ``report.html`` and ``state.json`` there)."""
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory() as storage:
@@ -54,6 +56,9 @@ def run_raynas(seed: int, overrides: list[str]) -> dict:
         state = json.loads((root / "state.json").read_text())["done"]
         best = json.loads((root / "best_architecture.json").read_text())
         retrained = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
+        if keep:
+            Path(keep).mkdir(parents=True, exist_ok=True)
+            shutil.copy(root / "report.html", Path(keep) / f"report-seed{seed}.html")
     picked = next(r for r in retrained if json.loads(r["arch"]) == best)
     return {
         "wall_s": round(wall, 1),
@@ -137,12 +142,13 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--label", default="defaults", help="names the configuration in the output")
+    parser.add_argument("--keep", default=None, help="copy each raynas run's report.html into this folder")
     args = parser.parse_args()
     print(json.dumps({"benchmark": "vs_random", "label": args.label, "overrides": args.overrides, **machine()}),
           flush=True)
     ours, theirs = [], []
     for seed in args.seeds:
-        r = run_raynas(seed, args.overrides)
+        r = run_raynas(seed, args.overrides, args.keep)
         print(json.dumps({"method": "raynas", "seed": seed, **r}), flush=True)
         q = run_random(seed, r["wall_s"])
         print(json.dumps({"method": "random", "seed": seed, **q}), flush=True)

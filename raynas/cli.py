@@ -230,17 +230,26 @@ def eval_(directory: str, archs_file: str, fmt: str) -> None:
 @click.option("--name", default=None, help="Results name (default: retrain-<archs file name>).")
 @user_errors
 def retrain(directory: str, archs_file: str, local: bool, address: str | None, name: str | None) -> None:
-    """Retrain architectures from scratch with DIRECTORY's retrain settings."""
+    """Retrain architectures from scratch with DIRECTORY's retrain settings (Ray and Tune's output
+    goes to DIRECTORY/ray.log)."""
     from pathlib import Path
 
     from raynas.experiment import Experiment, init_ray
+    from raynas.report.capture import capture_output
+    from raynas.report.console import ConsoleProgress
 
     experiment = Experiment.resume(directory, log=_log)
     archs = _read_archs(archs_file, experiment.model_factory())
     name = name or f"retrain-{Path(archs_file).stem}"
-    if not local:
-        init_ray(address)
-    info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+    with capture_output(experiment.dir.ray_log) as console:
+        experiment.progress = ConsoleProgress(stream=console)
+        experiment.progress.phase_start(name, 1, 1)
+        try:
+            if not local:
+                init_ray(address)
+            info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+        finally:
+            experiment.progress.close()
     experiment.dir.push()
     click.echo(json.dumps(info, sort_keys=True))
     click.echo(f"results: {experiment.dir.location}/results/{name}.parquet")
