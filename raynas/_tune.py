@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-__all__ = ["run_or_restore"]
+__all__ = ["keep_last_checkpoints", "run_or_restore"]
 
 
 def run_or_restore(
@@ -44,3 +44,28 @@ def run_or_restore(
             run_config=run_config,
         )
     return tuner.fit()
+
+
+def keep_last_checkpoints(experiment_path: str) -> None:
+    """Delete each trial's checkpoints but its latest (``<trial>/checkpoint_NNNNNN``) in the Tune
+    experiment at ``experiment_path`` (a local path or a URI pyarrow understands).
+
+    Run it after ``Tuner.fit()`` returned: while Tune runs, it owns the checkpoints.
+    """
+    import pyarrow.fs
+
+    if "://" in experiment_path:
+        fs, root = pyarrow.fs.FileSystem.from_uri(experiment_path)
+    else:
+        fs, root = pyarrow.fs.LocalFileSystem(), experiment_path
+    directory = pyarrow.fs.FileType.Directory
+    for trial in fs.get_file_info(pyarrow.fs.FileSelector(root, allow_not_found=True)):
+        if trial.type != directory:
+            continue
+        checkpoints = sorted(
+            info.path
+            for info in fs.get_file_info(pyarrow.fs.FileSelector(trial.path))
+            if info.type == directory and info.base_name.startswith("checkpoint_")
+        )
+        for old in checkpoints[:-1]:
+            fs.delete_dir(old)

@@ -130,15 +130,28 @@ def _log(message: str) -> None:
     "--set", "overrides", multiple=True, metavar="SECTION.KEY=VALUE", help="Override a config key (repeatable)."
 )
 @click.option("--until", type=click.Choice(PHASES), default=None, help="Stop after this phase.")
+@click.option("-v", "--verbose", is_flag=True, help="Also show what Ray and Tune print (always kept in DIR/ray.log).")
 @user_errors
 def search(
-    config: str | None, local: bool, address: str | None, resume_dir: str | None, overrides: tuple, until: str | None
+    config: str | None,
+    local: bool,
+    address: str | None,
+    resume_dir: str | None,
+    overrides: tuple,
+    until: str | None,
+    verbose: bool,
 ) -> None:
     """Run an experiment: space, supernet, search, retrain, report.
 
-    With no CONFIG it runs the built-in mnist1d experiment.
+    With no CONFIG it runs the built-in mnist1d experiment. The console shows each phase's
+    progress; what Ray and Tune print goes to DIR/ray.log (and to the console with -v).
     """
+    import time
+
     from raynas.experiment import Experiment, load_config
+    from raynas.report.capture import capture_output
+    from raynas.report.console import ConsoleProgress
+    from raynas.report.summary import summary_lines
 
     # the path + --set strings form is the command line's; Python users call raynas.create_experiment
     if resume_dir is not None:
@@ -148,11 +161,12 @@ def search(
     else:
         experiment = Experiment.create(load_config(config, overrides), log=_log)
     experiment.check_searcher()
-    experiment.run(local=local, address=address, until=until)
-    _print_leaderboard(experiment.dir, experiment.config.search.metric, experiment.config.search.mode, "table", limit=5)
-    click.echo(f"results: {experiment.dir.location}")
-    if experiment.dir.best_architecture.is_file():
-        click.echo(f"best architecture: {experiment.dir.location}/best_architecture.json")
+    began = time.perf_counter()
+    with capture_output(experiment.dir.ray_log, echo=verbose) as console:
+        experiment.run(local=local, address=address, until=until, progress=ConsoleProgress(stream=console))
+    search_cfg = experiment.config.search
+    for line in summary_lines(experiment.dir, search_cfg.metric, search_cfg.mode, wall_s=time.perf_counter() - began):
+        click.echo(line)
 
 
 def _read_archs(path: str, space: Any) -> list[dict]:
@@ -214,17 +228,26 @@ def eval_(directory: str, archs_file: str, fmt: str) -> None:
 @click.option("--name", default=None, help="Results name (default: retrain-<archs file name>).")
 @user_errors
 def retrain(directory: str, archs_file: str, local: bool, address: str | None, name: str | None) -> None:
-    """Retrain architectures from scratch with DIRECTORY's retrain settings."""
+    """Retrain architectures from scratch with DIRECTORY's retrain settings (Ray and Tune's output
+    goes to DIRECTORY/ray.log)."""
     from pathlib import Path
 
     from raynas.experiment import Experiment, init_ray
+    from raynas.report.capture import capture_output
+    from raynas.report.console import ConsoleProgress
 
     experiment = Experiment.resume(directory, log=_log)
     archs = _read_archs(archs_file, experiment.model_factory())
     name = name or f"retrain-{Path(archs_file).stem}"
-    if not local:
-        init_ray(address)
-    info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+    with capture_output(experiment.dir.ray_log) as console:
+        experiment.progress = ConsoleProgress(stream=console)
+        experiment.progress.phase_start(name, 1, 1)
+        try:
+            if not local:
+                init_ray(address)
+            info = experiment.retrain([(a, None) for a in archs], name=name, local=local, resume=True)
+        finally:
+            experiment.progress.close()
     experiment.dir.push()
     click.echo(json.dumps(info, sort_keys=True))
     click.echo(f"results: {experiment.dir.location}/results/{name}.parquet")
@@ -233,11 +256,19 @@ def retrain(directory: str, archs_file: str, local: bool, address: str | None, n
 @main.command("report")
 @click.argument("directory", type=click.Path(file_okay=False))
 @click.option("--format", "fmt", type=click.Choice(["table", "json"]), default="table")
+@click.option(
+    "--html", "html_file", default=None, type=click.Path(dir_okay=False),
+    help="Write the HTML report (plots of every phase) to this file instead.",
+)
 @user_errors
-def report(directory: str, fmt: str) -> None:
-    """Print DIRECTORY's leaderboard (retrained architectures, else search scores)."""
-    from raynas.experiment import ExperimentDir, load_config
+def report(directory: str, fmt: str, html_file: str | None) -> None:
+    """Print DIRECTORY's leaderboard (retrained architectures, else search scores), or write its
+    HTML report with --html (DIRECTORY/report.html is written by every run)."""
+    from raynas.experiment import Experiment, ExperimentDir, load_config
 
+    if html_file is not None:
+        click.echo(f"report: {Experiment.resume(directory, log=_log).write_html_report(html_file)}")
+        return
     xdir = ExperimentDir.existing(directory)
     config = load_config(xdir.config)
     _print_leaderboard(xdir, config.search.metric, config.search.mode, fmt)

@@ -8,6 +8,7 @@ retries a failed trial from its last checkpoint (``FailureConfig``); ASHA may st
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 import time
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from raynas._io import write_json_atomic, write_torch_atomic
-from raynas._tune import run_or_restore
+from raynas._tune import keep_last_checkpoints, run_or_restore
 from raynas.nas.fixed import apply_fixed_architecture
 from raynas.train.checkpoint import read_data
 from raynas.train.data import as_data_spec
@@ -44,9 +45,13 @@ RETRAIN_COLUMNS = (
     "search_val_accuracy",
     "wall_s",
     "status",
+    "history",
 )
 
 _EVAL_BATCH = 500  # examples per evaluation batch
+
+#: the per-epoch figures a row's ``history`` keeps (a JSON list of ``{key: value}``, one per epoch)
+HISTORY_KEYS = ("epoch", "train_loss", "val_accuracy", "val_loss")
 
 
 class RetrainSetup:
@@ -164,7 +169,8 @@ def train_fixed(
         rank: which architecture (0 = the best search score).
         report: ``report(metrics, state)``: ``metrics`` has ``epoch``, ``val_loss``,
             ``val_<metric>`` (default ``val_accuracy``), ``train_loss`` (and ``test_<metric>``
-            after the last epoch); ``state`` is the checkpoint to resume from.
+            after the last epoch); ``state`` is the checkpoint to resume from (its ``history`` lists
+            every epoch's figures).
         state: a checkpoint a previous call reported, to continue from it.
     """
     device = pick_device(setup.device, key="retrain.device")
@@ -182,13 +188,13 @@ def train_fixed(
         return evaluate_loop(model, batches, criterion=loss_fn, metrics=metrics_fn, metrics_key="retrain.metrics")
 
     weights = WeightStep(model, setup, device=device, criterion=loss_fn)
-    start_epoch, wall = 0, 0.0
+    start_epoch, wall, history = 0, 0.0, []
     if state is not None:
         model.load_state_dict(state["model"])
         weights.optimizer.load_state_dict(state["optimizer"])
         if weights.scaler is not None and state.get("scaler"):
             weights.scaler.load_state_dict(state["scaler"])
-        start_epoch, wall = int(state["epoch"]), float(state["wall_s"])
+        start_epoch, wall, history = int(state["epoch"]), float(state["wall_s"]), list(state.get("history", []))
     n_params = sum(p.numel() for p in model.parameters())
     for epoch in range(start_epoch, setup.epochs):
         began = time.perf_counter()
@@ -214,12 +220,14 @@ def train_fixed(
         if epoch + 1 == setup.epochs and "test" in data.splits:
             tested = evaluate(data.evaluation("test"))
             metrics.update({f"test_{k}": v for k, v in tested.items() if k != "loss"})
+        history.append({k: metrics[k] for k in HISTORY_KEYS if k in metrics})
         checkpoint = {
             "model": model.state_dict(),
             "optimizer": weights.optimizer.state_dict(),
             "scaler": weights.scaler.state_dict() if weights.scaler is not None else None,
             "epoch": epoch + 1,
             "wall_s": wall,
+            "history": list(history),
         }
         report(metrics, checkpoint)
 
@@ -243,7 +251,13 @@ def _retrain_trial(config: dict, *, setup: RetrainSetup) -> None:
 
 
 def _row(
-    trial_id: str, rank: int, setup: RetrainSetup, metrics: Mapping[str, Any] | None, status: str, flops: Any
+    trial_id: str,
+    rank: int,
+    setup: RetrainSetup,
+    metrics: Mapping[str, Any] | None,
+    status: str,
+    flops: Any,
+    history: Sequence[Mapping[str, Any]] = (),
 ) -> dict:
     metrics = metrics or {}
     extra = {
@@ -263,7 +277,28 @@ def _row(
         "search_val_accuracy": setup.search_scores[rank],
         "wall_s": metrics.get("wall_s"),
         "status": status,
+        "history": json.dumps([{k: h.get(k) for k in HISTORY_KEYS} for h in history]),
     }
+
+
+def _tune_history(result: Any) -> list[dict]:
+    """Every epoch a Tune trial reported, once (a retried trial reports again from its checkpoint)."""
+    frame = result.metrics_dataframe
+    if frame is None or "epoch" not in frame:
+        return []
+    by_epoch = {}
+    for record in frame.to_dict("records"):
+        by_epoch[int(record["epoch"])] = {k: _plain(record.get(k)) for k in HISTORY_KEYS}
+    return [by_epoch[e] for e in sorted(by_epoch)]
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able number (``None`` for a missing / NaN value)."""
+    if isinstance(value, (np.integer, int)):
+        return int(value)
+    if isinstance(value, (np.floating, float)) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def run_retrain_tune(
@@ -279,8 +314,16 @@ def run_retrain_tune(
     max_failures: int,
     flops: Sequence[Any],
     resume: bool,
+    callbacks: Sequence[Any] = (),
 ) -> list[dict]:
-    """Run (or resume) the retraining as a Tune experiment; one row per architecture."""
+    """Run (or resume) the retraining as a Tune experiment; one row per architecture (``callbacks``:
+    more Tune callbacks, e.g. progress).
+
+    Every epoch's checkpoint is kept while it runs, and all but each trial's last are deleted
+    once it is done: with ``CheckpointConfig(num_to_keep=k)`` Tune forces a snapshot of the whole
+    experiment each time a trial has checkpointed ``k`` times (every second epoch for ``k=2``),
+    and warns that this is a bottleneck.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler
 
@@ -301,17 +344,19 @@ def run_retrain_tune(
             storage_path=storage,
             verbose=0,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=2),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
+            callbacks=list(callbacks),
         ),
         restore=path if resume else None,
     )
+    keep_last_checkpoints(path)
     rows = []
     for result in grid:
         rank = int(result.config["rank"])
         metrics = result.metrics or {}
         trial_id = metrics.get("trial_id") or os.path.basename(result.path or "")
         status = "error" if result.error else ("stopped" if metrics.get("epoch", 0) < setup.epochs else "ok")
-        rows.append(_row(trial_id, rank, setup, metrics, status, flops[rank]))
+        rows.append(_row(trial_id, rank, setup, metrics, status, flops[rank], _tune_history(result)))
     rows.sort(key=lambda r: r["rank"])
     return rows
 
@@ -371,9 +416,13 @@ def run_retrain_local(
     mode: str = "max",
     scheduler: str = "none",
     grace_period: int = 5,
+    on_epoch: Callable[[int, dict], None] = lambda _rank, _metrics: None,
+    on_trial_end: Callable[[int, dict], None] = lambda _rank, _row: None,
 ) -> list[dict]:
     """Retrain every architecture in this process, one after another, resumable from ``work_dir``;
-    ``scheduler="asha"`` stops weak ones early by :class:`AshaRule` on ``metric``."""
+    ``scheduler="asha"`` stops weak ones early by :class:`AshaRule` on ``metric``. ``on_epoch``
+    sees ``(rank, metrics)`` after each epoch, ``on_trial_end`` ``(rank, row)`` after each
+    architecture (also those an interrupted run finished)."""
     rows = []
     asha_path = os.path.join(work_dir, "asha.json")
     asha = None
@@ -389,14 +438,16 @@ def run_retrain_local(
         if os.path.isfile(done_path):
             with open(done_path) as f:
                 rows.append(json.load(f))
+            on_trial_end(rank, rows[-1])
             continue
         state = read_data(ckpt_path, what="retrain checkpoint") if os.path.isfile(ckpt_path) else None
         last: dict = {}
 
         def report(metrics: dict, ckpt: dict, _path: str = ckpt_path, _last: dict = last, _rank: int = rank) -> None:
             _last.clear()
-            _last.update(metrics)
+            _last.update(metrics, history=ckpt["history"])
             write_torch_atomic(_path, ckpt)
+            on_epoch(_rank, metrics)
             if asha is not None:
                 stop = asha.stop(str(_rank), int(metrics["epoch"]), float(metrics[metric]))
                 write_json_atomic(asha_path, asha.recorded)
@@ -408,9 +459,10 @@ def run_retrain_local(
             train_fixed(setup, rank, report=report, state=state)
         except _Stopped:
             status = "stopped"
-        row = _row(f"local_retrain_{rank:03d}", rank, setup, last, status, flops[rank])
+        row = _row(f"local_retrain_{rank:03d}", rank, setup, last, status, flops[rank], last.get("history", ()))
         write_json_atomic(done_path, row)
         rows.append(row)
+        on_trial_end(rank, row)
         if status == "stopped":
             log(f"retrain {rank + 1}/{len(setup.archs)}: stopped by ASHA after epoch {row['epochs']}")
         else:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import torch
@@ -227,8 +227,10 @@ def run_search_tune(
     mode: str,
     resources: Mapping[str, float],
     resume: bool,
+    callbacks: Sequence[Any] = (),
 ) -> list[dict]:
-    """Run (or resume) the search as a Tune experiment; one row per trial."""
+    """Run (or resume) the search as a Tune experiment; one row per trial (``callbacks``: more
+    Tune callbacks, e.g. progress)."""
     import ray
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
@@ -252,7 +254,7 @@ def run_search_tune(
             name=name,
             storage_path=storage,
             verbose=0,
-            callbacks=_lean_loggers(),
+            callbacks=_lean_loggers() + list(callbacks),
             # a trial lost with its node (or actor) is scored again on the nodes left: it only reads
             failure_config=tune.FailureConfig(max_failures=2),
         ),
@@ -275,11 +277,13 @@ def run_search_local(
     num_samples: int,
     progress_file: str | os.PathLike,
     log: Callable[[str], None] = lambda _msg: None,
+    on_row: Callable[[dict], None] = lambda _row: None,
 ) -> list[dict]:
     """Run the search in this process (no Ray), resumable from ``progress_file``.
 
     After every trial the rows so far and the searcher's state are written atomically, so an
-    interrupted run continues without losing or repeating a row.
+    interrupted run continues without losing or repeating a row. ``on_row`` sees every row (also
+    those an interrupted run left); ``log`` gets failed trials.
     """
     from ray.tune.search import Searcher
 
@@ -289,6 +293,8 @@ def run_search_local(
         with open(progress_file) as f:
             rows = json.load(f)["rows"]
         searcher.restore(state_path)
+    for row in rows:
+        on_row(row)
     while len(rows) < num_samples:
         trial_id = f"local_{len(rows):05d}"
         config = searcher.suggest(trial_id)
@@ -305,6 +311,5 @@ def run_search_local(
             rows.append(_row(trial_id, metrics, "ok"))
         write_atomic(state_path, lambda tmp: searcher.save(str(tmp)))
         write_json_atomic(progress_file, {"rows": rows})
-        if len(rows) % 10 == 0:
-            log(f"search: {len(rows)}/{num_samples} architectures scored")
+        on_row(rows[-1])
     return rows

@@ -42,6 +42,7 @@ METRICS = ("val_accuracy", "val_loss")
 MODES = ("max", "min")
 SCHEDULERS = ("none", "asha")
 RETRAIN_OPTIMIZERS = ("adam", "sgd")
+RETRAIN_SELECTIONS = ("top", "diverse")
 
 _FOLDER_NAME = (lambda v: "/" not in v and v not in (".", ".."), "a plain folder name")
 _DATA_NAME = (
@@ -175,6 +176,8 @@ class RetrainSection(_Section):
 
     Attributes:
         top_k: distinct architectures to retrain (best search scores first).
+        select: ``top`` (the ``top_k`` best scores) or ``diverse`` (the best of each different
+            combination of ops first, so not ``top_k`` skip-variants of one op sequence).
         epochs: training epochs per architecture.
         optimizer: ``adam`` or ``sgd``.
         lr: peak learning rate.
@@ -198,6 +201,7 @@ class RetrainSection(_Section):
 
     _name = "retrain"
     top_k: int = field(default=5, metadata=rule("int", min=0))
+    select: str = field(default="top", metadata=rule("choice", valid=RETRAIN_SELECTIONS))
     epochs: int = field(default=30, metadata=rule("int", min=1))
     optimizer: str = field(default="adam", metadata=rule("choice", valid=RETRAIN_OPTIMIZERS))
     lr: float = field(default=3e-3, metadata=rule("number", min=0.0, strict=True))

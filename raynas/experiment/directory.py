@@ -11,6 +11,8 @@ Layout::
     best_architecture.json
     tensorboard/
     state.json             finished phases (what --resume skips)
+    report.html            the run's report: plots of every phase (written after every run)
+    ray.log                what Ray and Tune printed (``raynas search``; ``-v`` shows it too)
 
 The directory may live on a shared filesystem, or at a URI that pyarrow understands
 (``s3://bucket/prefix/name``, ``gs://...``, ``file://...``). For a URI the driver works in a local
@@ -151,6 +153,8 @@ class ExperimentDir:
     best_architecture = property(lambda self: self.root / "best_architecture.json")
     tensorboard = property(lambda self: self.root / "tensorboard")
     state_file = property(lambda self: self.root / "state.json")
+    ray_log = property(lambda self: self.root / "ray.log")
+    report_html = property(lambda self: self.root / "report.html")
 
     def state(self) -> dict[str, Any]:
         """``{"done": {phase: info}}`` (empty for a new directory)."""

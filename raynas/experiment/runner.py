@@ -4,16 +4,17 @@ skipping those an interrupted run already finished."""
 from __future__ import annotations
 
 import json
-import math
 import os
+import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomic
+from raynas._io import write_json_atomic
 from raynas.experiment.config import ConfigError, ExperimentConfig, build_config, load_config
 from raynas.experiment.directory import PHASES, ExperimentDir, ExperimentDirError
-from raynas.retrain import RETRAIN_COLUMNS
-from raynas.search import SEARCH_COLUMNS
+from raynas.experiment.phases import PHASE_RUNNERS
+from raynas.experiment.results import leaderboard, top_architectures
+from raynas.report.console import ConsoleProgress, Progress
 from raynas.train.placement import check_experiment
 from searchers.errors import RaynasError
 
@@ -72,6 +73,8 @@ class Experiment:
         self.dir = xdir
         self.log = log
         self.resumed = resumed
+        #: where phase headers and progress go (``run(progress=...)`` replaces it for the run)
+        self.progress: Progress = ConsoleProgress(write=log)
         from raynas.experiment.checks import check_objective
         from raynas.train.data import DataSpec, data_factory
         from raynas.train.resolve import resolve_factory
@@ -150,9 +153,15 @@ class Experiment:
     # -- phases -------------------------------------------------------------------------------
 
     def run(
-        self, *, local: bool = False, address: str | None = None, until: str | None = None, resume: bool | None = None
+        self,
+        *,
+        local: bool = False,
+        address: str | None = None,
+        until: str | None = None,
+        resume: bool | None = None,
+        progress: Progress | None = None,
     ) -> None:
-        """Run every phase not yet done, up to ``until`` (inclusive), then write the report.
+        """Run every phase not yet done, up to ``until`` (inclusive), then write the reports.
 
         Args:
             local: every phase in this process, without Ray (``pdb`` works).
@@ -161,53 +170,37 @@ class Experiment:
             until: the last phase to run (``space``, ``supernet``, ``search``, ``retrain``).
             resume: continue the phases' own progress (Tune experiments, checkpoints); default:
                 whether this experiment was resumed.
+            progress: where phase headers and progress go (default: lines through ``log``;
+                ``raynas search`` passes a :class:`~raynas.report.ConsoleProgress` with live bars).
         """
         if until is not None and until not in PHASES:
             raise ConfigError(f"until must be one of {', '.join(PHASES)}, got {until!r}")
         resume = self.resumed if resume is None else resume
-        last = PHASES.index(until) if until else len(PHASES) - 1
-        if not local:
-            init_ray(address)
-            check_experiment(self, PHASES[: last + 1])  # what the cluster cannot place, said now
-        for i, phase in enumerate(PHASES[: last + 1]):
-            if self.dir.done(phase):
-                self.log(f"[{i + 1}/{len(PHASES)}] {phase}: done earlier, skipped")
-                continue
-            self.log(f"[{i + 1}/{len(PHASES)}] {phase} ...")
-            info = getattr(self, f"_phase_{phase}")(local=local, resume=resume)
-            self.dir.mark_done(phase, info)
+        if progress is not None:
+            self.progress = progress
+        try:
+            last = PHASES.index(until) if until else len(PHASES) - 1
+            if not local:
+                init_ray(address)
+                check_experiment(self, PHASES[: last + 1])  # what the cluster cannot place, said now
+            for i, phase in enumerate(PHASES[: last + 1]):
+                if self.dir.done(phase):
+                    self.progress.phase_skipped(phase, i + 1, len(PHASES))
+                    continue
+                self.progress.phase_start(phase, i + 1, len(PHASES))
+                began = time.perf_counter()
+                info = PHASE_RUNNERS[phase](self, local=local, resume=resume)
+                wall = time.perf_counter() - began
+                info.setdefault("wall_s", round(wall, 2))
+                self.dir.mark_done(phase, info)
+                self.dir.push()
+                self.progress.phase_end(phase, i + 1, len(PHASES), info, wall)
+            if last == len(PHASES) - 1:
+                self.write_report()
+            self.write_html_report()
             self.dir.push()
-            self.log(f"[{i + 1}/{len(PHASES)}] {phase}: {json.dumps(info, sort_keys=True)}")
-        if last == len(PHASES) - 1:
-            self.write_report()
-            self.dir.push()
-
-    def _phase_space(self, *, local: bool, resume: bool) -> dict:
-        write_yaml_atomic(self.dir.config, self.config.to_dict())
-        write_json_atomic(self.dir.search_space, self.space)
-        return {"keys": len(self.space)}
-
-    def _phase_supernet(self, *, local: bool, resume: bool) -> dict:
-        from raynas.train import TensorBoardLogger, train_supernet
-
-        cfg = self.config.supernet
-        result = train_supernet(
-            self.model_factory,
-            self.data,
-            cfg.replace(tensorboard=False),
-            out_dir=self.dir.supernet,
-            local=local,
-            resume=True,
-            callbacks=[TensorBoardLogger(log_dir=self.dir.tensorboard / "supernet")] if cfg.tensorboard else [],
-        )
-        return {
-            "epochs": result.epochs,
-            "steps": result.steps,
-            "replicas": result.replicas,
-            "restarts": result.restarts,
-            "wall_s": round(result.wall_s, 2),
-            "checkpoint": str(result.checkpoint),
-        }
+        finally:
+            self.progress.close()
 
     def supernet_weights(self) -> dict:
         """The trained supernet's weights.
@@ -224,18 +217,20 @@ class Experiment:
             )
         return load_checkpoint(path)["model"]
 
-    def path_costs(self) -> Any:
-        """Parameters and FLOPs of every candidate (a path's cost is a sum)."""
+    def example_input(self) -> Any:
+        """One training example as a batch of one, whatever its structure (a tensor, a tuple ...)."""
         import torch
 
-        from raynas.nas import RandomMutator
-        from raynas.train import profile_costs
         from raynas.train.data import Batches as _Batches
 
-        model = self.model_factory()
-        # one training example as a batch of one, whatever its structure (a tensor, a tuple ...)
-        example = _Batches(self.data.splits()["train"], torch.device("cpu")).take(torch.arange(1))[0]
-        return profile_costs(RandomMutator(model), example)
+        return _Batches(self.data.splits()["train"], torch.device("cpu")).take(torch.arange(1))[0]
+
+    def path_costs(self) -> Any:
+        """Parameters and FLOPs of every candidate (a path's cost is a sum)."""
+        from raynas.nas import RandomMutator
+        from raynas.train import profile_costs
+
+        return profile_costs(RandomMutator(self.model_factory()), self.example_input())
 
     def evaluator(self, weights: Any) -> Any:
         return self.search_setup(token="local").evaluator(weights)
@@ -257,141 +252,21 @@ class Experiment:
             metrics=s.metrics,
         )
 
-    def _phase_search(self, *, local: bool, resume: bool) -> dict:
-        from raynas.search import cost_constraint, run_search_local, run_search_tune
-
-        s = self.config.search
-        if s.num_samples == 0:
-            write_parquet_atomic(self.dir.search_results, [], SEARCH_COLUMNS)
-            return {"trials": 0}
-        constraint = cost_constraint(self.path_costs(), self.space, max_params=s.max_params, max_flops=s.max_flops)
-        searcher = self.searcher(constraint)
-        weights = self.supernet_weights()
-        if local:
-            rows = run_search_local(
-                searcher=searcher,
-                evaluator=self.evaluator(weights),
-                space=self.space,
-                num_samples=s.num_samples,
-                progress_file=self.dir.results / ".search_progress.json",
-                log=self.log,
-            )
-        else:
-            rows = run_search_tune(
-                searcher=searcher,
-                setup=self.search_setup(token=str(self.dir.root)),
-                weights=weights,
-                storage=self.dir.tune_storage,
-                name="tune_search",
-                num_samples=s.num_samples,
-                max_concurrent=s.max_concurrent,
-                metric=s.metric,
-                mode=s.mode,
-                resources={"cpu": s.cpus_per_trial, "gpu": s.gpus_per_trial},
-                resume=resume,
-            )
-        write_parquet_atomic(self.dir.search_results, rows, SEARCH_COLUMNS)
-        self._log_tensorboard("search", rows, s.metric)
-        ok = [r for r in rows if r["status"] == "ok"]
-        best = top_architectures(ok, s.metric, s.mode, 1)
-        return {
-            "trials": len(rows),
-            "failed": len(rows) - len(ok),
-            "rejected": getattr(searcher, "rejected", 0),
-            f"best_{s.metric}": best[0][1] if best else None,
-        }
-
-    def _phase_retrain(self, *, local: bool, resume: bool) -> dict:
-        return self.retrain(self._retrain_candidates(), name="retrain", local=local, resume=resume)
-
-    def _retrain_candidates(self) -> list[tuple[dict, float | None]]:
-        import pyarrow.parquet as pq
-
-        s, k = self.config.search, self.config.retrain.top_k
-        if s.num_samples == 0 and self.config.supernet.algorithm in ("darts", "enas"):
-            from raynas.train import final_architecture  # a learnable mutator's own export
-
-            return [(final_architecture(self.dir.supernet), None)]
-        rows = pq.read_table(self.dir.search_results).to_pylist() if self.dir.search_results.is_file() else []
-        return top_architectures([r for r in rows if r["status"] == "ok"], s.metric, s.mode, k)
-
     def retrain(self, candidates: Sequence[tuple[dict, float | None]], *, name: str, local: bool, resume: bool) -> dict:
-        """Retrain ``candidates`` (``(arch, search score)``, best first); writes ``results/<name>.parquet``."""
-        from raynas.nas.space import to_decisions
-        from raynas.retrain import RetrainSetup, run_retrain_local, run_retrain_tune
+        """Retrain ``candidates`` (``(arch, search score)``, best first); writes ``results/<name>.parquet``.
 
-        r, s = self.config.retrain, self.config.search
-        out = self.dir.results / f"{name}.parquet"
-        if not candidates:
-            write_parquet_atomic(out, [], RETRAIN_COLUMNS)
-            self.log(f"{name}: no architecture to retrain")
-            return {"trials": 0}
-        costs = self.path_costs()
-        flops = [costs.cost(to_decisions(arch, self.space))[1] for arch, _ in candidates]
-        setup = RetrainSetup(
-            model_factory=self.model_factory,
-            data_factory=self.data,
-            archs=[arch for arch, _ in candidates],
-            search_scores=[score for _, score in candidates],
-            epochs=r.epochs,
-            optimizer=r.optimizer,
-            lr=r.lr,
-            weight_decay=r.weight_decay,
-            batch_size=r.batch_size,
-            seed=self.config.experiment.seed,
-            momentum=r.momentum,
-            nesterov=r.nesterov,
-            lr_schedule=r.lr_schedule,
-            warmup_epochs=r.warmup_epochs,
-            grad_clip=r.grad_clip,
-            precision=r.precision,
-            device=r.device,
-            loss=r.loss,
-            metrics=r.metrics,
-        )
-        if local:
-            rows = run_retrain_local(
-                setup=setup,
-                work_dir=self.dir.root / f"{name}_local",
-                flops=flops,
-                log=self.log,
-                metric=s.metric,
-                mode=s.mode,
-                scheduler=r.scheduler,
-                grace_period=r.grace_period,
-            )
-        else:
-            rows = run_retrain_tune(
-                setup=setup,
-                storage=self.dir.tune_storage,
-                name=f"tune_{name}",
-                metric=s.metric,
-                mode=s.mode,
-                scheduler=r.scheduler,
-                grace_period=r.grace_period,
-                resources={"cpu": r.cpus_per_trial, "gpu": r.gpus_per_trial},
-                max_failures=r.max_failures,
-                flops=flops,
-                resume=resume,
-            )
-        write_parquet_atomic(out, rows, RETRAIN_COLUMNS)
-        self._log_tensorboard(name, rows, s.metric)
-        done = [row for row in rows if row["test_accuracy"] is not None]
-        best = max(done, key=lambda row: row["test_accuracy"]) if done else None
-        return {
-            "trials": len(rows),
-            "best_test_accuracy": best["test_accuracy"] if best else None,
-        }
+        Returns:
+            The summary ``state.json`` keeps (``trials``, ...).
+        """
+        from raynas.experiment.phases import retrain
 
-    def _log_tensorboard(self, phase: str, rows: Sequence[dict], metric: str) -> None:
-        from tensorboardX import SummaryWriter
+        return retrain(self, candidates, name=name, local=local, resume=resume)
 
-        with SummaryWriter(logdir=str(self.dir.tensorboard / phase)) as writer:
-            for i, row in enumerate(rows):
-                for key in (metric, "test_accuracy", "params", "flops"):
-                    value = row.get(key)
-                    if isinstance(value, (int, float)) and math.isfinite(value):
-                        writer.add_scalar(f"{phase}/{key}", value, i)
+    def write_html_report(self, path: str | os.PathLike | None = None) -> Any:
+        """Write ``report.html`` (or ``path``): one self-contained page of plots; returns its path."""
+        from raynas.report.html import write_html_report
+
+        return write_html_report(self, path)
 
     def write_report(self) -> dict | None:
         """Write ``best_architecture.json``: the best retrained architecture by the search metric
@@ -402,35 +277,6 @@ class Experiment:
         best = json.loads(table[0]["arch"])
         write_json_atomic(self.dir.best_architecture, best)
         return best
-
-
-def top_architectures(rows: Sequence[dict], metric: str, mode: str, k: int) -> list[tuple[dict, float | None]]:
-    """The ``k`` best distinct architectures of ``rows`` (``(arch, score)``, best first)."""
-    scored = [r for r in rows if isinstance(r.get(metric), (int, float)) and math.isfinite(r[metric])]
-    scored.sort(key=lambda r: r[metric], reverse=(mode == "max"))
-    out, seen = [], set()
-    for row in scored:
-        if row["arch"] in seen:
-            continue
-        seen.add(row["arch"])
-        out.append((json.loads(row["arch"]), row[metric]))
-        if len(out) == k:
-            break
-    return out
-
-
-def leaderboard(xdir: ExperimentDir, metric: str, mode: str) -> list[dict]:
-    """Rows of the leaderboard, best first: retrained architectures (by the validation metric),
-    else the search's."""
-    import pyarrow.parquet as pq
-
-    for path, source in ((xdir.retrain_results, "retrain"), (xdir.search_results, "search")):
-        if path.is_file():
-            rows = [r for r in pq.read_table(path).to_pylist() if isinstance(r.get(metric), (int, float))]
-            if rows:
-                rows.sort(key=lambda r: r[metric], reverse=(mode == "max"))
-                return [{**r, "source": source} for r in rows]
-    return []
 
 
 def create_experiment(
