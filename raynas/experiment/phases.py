@@ -121,6 +121,7 @@ def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
         return diverse_architectures(ok, s.metric, s.mode, k, x.space)
     return top_architectures(ok, s.metric, s.mode, k)
 
+# a straight sequence (setup, local or Tune run, rows, summary): most of its length is RetrainSetup's arguments
 def retrain(
     x: Experiment, candidates: Sequence[tuple[dict, float | None]], *, name: str, local: bool, resume: bool
 ) -> dict:

@@ -44,7 +44,7 @@ def test_the_retrain_section_reaches_the_shared_weight_step():
     # the defaults are what retraining always used: SGD momentum 0.9, no Nesterov
     default = WeightStep(nn.Linear(2, 2), _setup(), device=torch.device("cpu"), criterion=nn.functional.cross_entropy)
     assert (default.optimizer.param_groups[0]["momentum"], default.optimizer.param_groups[0]["nesterov"]) == (0.9, False)
-    with pytest.raises(ConfigError, match=r"retrain.momentum must be in \[0, 1\), got 1.0"):
+    with pytest.raises(ConfigError, match=r"retrain.momentum must be >= 0.0 and < 1.0, got 1.0"):
         load_config(None, ["retrain.momentum=1.0"])
     with pytest.raises(ConfigError, match="retrain.device must be one of auto, cpu, cuda, got 'tpu'"):
         load_config(None, ["retrain.device=tpu"])

@@ -27,6 +27,7 @@ def virtual_step_settings(
     return group["lr"], group.get("weight_decay", 0.0), momentum
 
 
+# one algorithm kept whole (virtual step, arch gradient, finite-difference Hessian term): ~50 lines of code
 def unrolled_alpha_grads(
     mutator: LearnableMutator,
     arch_batch: tuple[torch.Tensor, torch.Tensor],

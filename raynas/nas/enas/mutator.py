@@ -114,6 +114,7 @@ class EnasMutator(LearnableMutator):
         baseline: the moving-average reward (``None`` before the first :meth:`arch_step`).
     """
 
+    # NNI's constructor: its many keyword arguments and their checks, one per line
     def __init__(
         self,
         model: nn.Module,
