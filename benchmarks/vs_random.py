@@ -43,8 +43,16 @@ def run_raynas(seed: int, overrides: list[str], keep: str | None = None) -> dict
     import pyarrow.parquet as pq
 
     with tempfile.TemporaryDirectory() as storage:
-        cmd = [sys.executable, "-m", "raynas.cli", "search", "--set", f"experiment.storage={storage}",
-               "--set", f"experiment.seed={seed}"]
+        cmd = [
+            sys.executable,
+            "-m",
+            "raynas.cli",
+            "search",
+            "--set",
+            f"experiment.storage={storage}",
+            "--set",
+            f"experiment.seed={seed}",
+        ]
         for item in overrides:
             cmd += ["--set", item]
         start = time.perf_counter()
@@ -66,8 +74,13 @@ def run_raynas(seed: int, overrides: list[str], keep: str | None = None) -> dict
         "picked": best,
         "val_accuracy": picked["val_accuracy"],
         "test_accuracy": picked["test_accuracy"],
-        "retrained": [{k: r[k] for k in ("rank", "search_val_accuracy", "val_accuracy", "val_loss", "test_accuracy",
-                                         "params", "arch")} for r in retrained],
+        "retrained": [
+            {
+                k: r[k]
+                for k in ("rank", "search_val_accuracy", "val_accuracy", "val_loss", "test_accuracy", "params", "arch")
+            }
+            for r in retrained
+        ],
         "retrained_test_best": max(r["test_accuracy"] for r in retrained),
     }
 
@@ -144,8 +157,10 @@ def main() -> None:
     parser.add_argument("--label", default="defaults", help="names the configuration in the output")
     parser.add_argument("--keep", default=None, help="copy each raynas run's report.html into this folder")
     args = parser.parse_args()
-    print(json.dumps({"benchmark": "vs_random", "label": args.label, "overrides": args.overrides, **machine()}),
-          flush=True)
+    print(
+        json.dumps({"benchmark": "vs_random", "label": args.label, "overrides": args.overrides, **machine()}),
+        flush=True,
+    )
     ours, theirs = [], []
     for seed in args.seeds:
         r = run_raynas(seed, args.overrides, args.keep)
@@ -155,13 +170,18 @@ def main() -> None:
         ours.append(r["test_accuracy"])
         theirs.append(q["test_accuracy"] if q["test_accuracy"] is not None else 0.0)
     wins = sum(a > b for a, b in zip(ours, theirs))
-    print(json.dumps({
-        "label": args.label,
-        "raynas_test_accuracy": _spread(ours),
-        "random_test_accuracy": _spread(theirs),
-        "raynas_ahead_on_seeds": f"{wins}/{len(ours)}",
-        "goal_met": statistics.mean(ours) > statistics.mean(theirs) and wins >= min(2, len(ours)),
-    }), flush=True)
+    print(
+        json.dumps(
+            {
+                "label": args.label,
+                "raynas_test_accuracy": _spread(ours),
+                "random_test_accuracy": _spread(theirs),
+                "raynas_ahead_on_seeds": f"{wins}/{len(ours)}",
+                "goal_met": statistics.mean(ours) > statistics.mean(theirs) and wins >= min(2, len(ours)),
+            }
+        ),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

@@ -14,8 +14,15 @@ from raynas.search import SEARCH_COLUMNS
 if TYPE_CHECKING:
     from raynas.experiment.runner import Experiment
 
-__all__ = ["PHASE_RUNNERS", "phase_space", "phase_supernet", "phase_search", "phase_retrain", "retrain",
-           "retrain_candidates"]
+__all__ = [
+    "PHASE_RUNNERS",
+    "phase_space",
+    "phase_supernet",
+    "phase_search",
+    "phase_retrain",
+    "retrain",
+    "retrain_candidates",
+]
 
 
 def phase_space(x: Experiment, *, local: bool, resume: bool) -> dict:
@@ -23,6 +30,7 @@ def phase_space(x: Experiment, *, local: bool, resume: bool) -> dict:
     write_yaml_atomic(x.dir.config, x.config.to_dict())
     write_json_atomic(x.dir.search_space, x.space)
     return {"keys": len(x.space)}
+
 
 def phase_supernet(x: Experiment, *, local: bool, resume: bool) -> dict:
     """Phase 2: train the supernet (resumes from its last checkpoint)."""
@@ -51,6 +59,7 @@ def phase_supernet(x: Experiment, *, local: bool, resume: bool) -> dict:
         "checkpoint": str(result.checkpoint),
     }
 
+
 def phase_search(x: Experiment, *, local: bool, resume: bool) -> dict:
     """Phase 3: score architectures by weight sharing; writes ``results/search.parquet``."""
     from raynas.report.hooks import SearchTracker, attached, tune_callback
@@ -77,7 +86,7 @@ def phase_search(x: Experiment, *, local: bool, resume: bool) -> dict:
     else:
         with attached("tune_search", tracker):
             rows = run_search_tune(
-            searcher=searcher,
+                searcher=searcher,
                 setup=x.search_setup(token=str(x.dir.root)),
                 weights=weights,
                 storage=x.dir.tune_storage,
@@ -101,9 +110,11 @@ def phase_search(x: Experiment, *, local: bool, resume: bool) -> dict:
         f"best_{s.metric}": best[0][1] if best else None,
     }
 
+
 def phase_retrain(x: Experiment, *, local: bool, resume: bool) -> dict:
     """Phase 4: retrain the best architectures from scratch; writes ``results/retrain.parquet``."""
     return retrain(x, retrain_candidates(x), name="retrain", local=local, resume=resume)
+
 
 def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
     """What phase 4 retrains: ``retrain.top_k`` searched architectures (``retrain.select``), or a
@@ -120,6 +131,7 @@ def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
     if x.config.retrain.select == "diverse":
         return diverse_architectures(ok, s.metric, s.mode, k, x.space)
     return top_architectures(ok, s.metric, s.mode, k)
+
 
 # a straight sequence (setup, local or Tune run, rows, summary): most of its length is RetrainSetup's arguments
 def retrain(

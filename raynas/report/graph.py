@@ -198,9 +198,9 @@ def graph_svg(graph: ArchGraph, *, title: str = "best architecture") -> str:
             f'rx="6" fill="{_COLORS[node["kind"]]}" stroke="#777"/>'
             f'<text x="{x + node_w / 2}" y="{y + (16 if node["detail"] else 25)}" font-size="12" font-weight="600" '
             'text-anchor="middle" '
-            f'{font}>{escape(node["label"][:20])}</text>'
+            f"{font}>{escape(node['label'][:20])}</text>"
             f'<text x="{x + node_w / 2}" y="{y + 32}" font-size="11" text-anchor="middle" {font}>'
-            f'{escape(node["detail"][:22])}</text></g>'
+            f"{escape(node['detail'][:22])}</text></g>"
         )
     out.append("</svg>")
     return "\n".join(out)

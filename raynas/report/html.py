@@ -89,13 +89,30 @@ def _supernet_section(data: dict[str, Any]) -> str:
     info = data["state"].get("supernet", {})
     epochs = [h["epoch"] + 1 for h in history]
     charts = [
-        svg.chart([Series("training loss", epochs, [h.get("loss") for h in history])],
-                  title="supernet loss per epoch", x_label="epoch", y_label="loss"),
-        svg.chart([Series("training accuracy (sampled paths)", epochs, [h.get("accuracy") for h in history])],
-                  title="supernet accuracy per epoch", x_label="epoch", y_label="accuracy"),
-        svg.chart([Series(f"samples/s, {info.get('replicas', '?')} replica(s)", epochs,
-                          [h.get("samples_per_s") for h in history])],
-                  title="throughput per epoch", x_label="epoch", y_label="samples/s"),
+        svg.chart(
+            [Series("training loss", epochs, [h.get("loss") for h in history])],
+            title="supernet loss per epoch",
+            x_label="epoch",
+            y_label="loss",
+        ),
+        svg.chart(
+            [Series("training accuracy (sampled paths)", epochs, [h.get("accuracy") for h in history])],
+            title="supernet accuracy per epoch",
+            x_label="epoch",
+            y_label="accuracy",
+        ),
+        svg.chart(
+            [
+                Series(
+                    f"samples/s, {info.get('replicas', '?')} replica(s)",
+                    epochs,
+                    [h.get("samples_per_s") for h in history],
+                )
+            ],
+            title="throughput per epoch",
+            x_label="epoch",
+            y_label="samples/s",
+        ),
     ]
     return _figures(charts)
 
@@ -114,9 +131,14 @@ def _search_section(data: dict[str, Any], metric: str, mode: str) -> str:
     tips = [f"trial {i}: {metric} {r[metric]:.4f}\n{r['arch']}" for i, r in zip(xs, rows)]
     failed = len(data["search"]) - len(rows)
     chart = svg.chart(
-        [Series("score of each trial", xs, scores, kind="points", tips=tips, radius=2.5),
-         Series("best so far", xs, best, kind="step")],
-        title="search trajectory", x_label="trial (in order)", y_label=f"{metric} (weight sharing)", width=760,
+        [
+            Series("score of each trial", xs, scores, kind="points", tips=tips, radius=2.5),
+            Series("best so far", xs, best, kind="step"),
+        ],
+        title="search trajectory",
+        x_label="trial (in order)",
+        y_label=f"{metric} (weight sharing)",
+        width=760,
     )
     note = f"<p>{len(rows)} architectures scored by weight sharing" + (f", {failed} failed" if failed else "") + ".</p>"
     return note + _figures([chart])
@@ -137,15 +159,37 @@ def _cost_section(data: dict[str, Any], metric: str, mode: str) -> str:
         log = max(r[cost] for r in pts) > 20 * max(min(r[cost] for r in pts), 1)
         tip = [f"{cost} {r[cost]:,}, {metric} {r[metric]:.4f}\n{r['arch']}" for r in pts]
         series = [
-            Series("scored architecture", [r[cost] for r in pts], [r[metric] for r in pts], kind="points", tips=tip,
-                   radius=2.5, color="#9aa9bb"),
-            Series("Pareto front", [r[cost] for r in front], [r[metric] for r in front], kind="step",
-                   color=svg.PALETTE[3]),
-            Series("retrained", [r[cost] for r in picked], [r[metric] for r in picked], kind="points", ring=True,
-                   radius=5, color=svg.PALETTE[0]),
+            Series(
+                "scored architecture",
+                [r[cost] for r in pts],
+                [r[metric] for r in pts],
+                kind="points",
+                tips=tip,
+                radius=2.5,
+                color="#9aa9bb",
+            ),
+            Series(
+                "Pareto front", [r[cost] for r in front], [r[metric] for r in front], kind="step", color=svg.PALETTE[3]
+            ),
+            Series(
+                "retrained",
+                [r[cost] for r in picked],
+                [r[metric] for r in picked],
+                kind="points",
+                ring=True,
+                radius=5,
+                color=svg.PALETTE[0],
+            ),
         ]
-        charts.append(svg.chart(series, title=f"{metric} against {cost}", x_label=cost + (" (log)" if log else ""),
-                                y_label=metric, x_log=log))
+        charts.append(
+            svg.chart(
+                series,
+                title=f"{metric} against {cost}",
+                x_label=cost + (" (log)" if log else ""),
+                y_label=metric,
+                x_log=log,
+            )
+        )
     return _figures(charts)
 
 
@@ -163,13 +207,20 @@ def _retrain_section(data: dict[str, Any], metric: str) -> str:
     charts = [
         svg.chart(val, title="retrain: validation accuracy per epoch", x_label="epoch", y_label="val_accuracy"),
         svg.chart(loss, title="retrain: training loss per epoch", x_label="epoch", y_label="train_loss"),
-        svg.chart([Series("validation", ranks, [r.get("val_accuracy") for r in rows], kind="points", radius=5),
-                   Series("test", ranks, [r.get("test_accuracy") for r in rows], kind="points", radius=5)],
-                  title="final accuracy of each retrained architecture", x_label="rank in the search",
-                  y_label="accuracy"),
+        svg.chart(
+            [
+                Series("validation", ranks, [r.get("val_accuracy") for r in rows], kind="points", radius=5),
+                Series("test", ranks, [r.get("test_accuracy") for r in rows], kind="points", radius=5),
+            ],
+            title="final accuracy of each retrained architecture",
+            x_label="rank in the search",
+            y_label="accuracy",
+        ),
     ]
-    head = "<tr><th>#</th><th>search score</th><th>val</th><th>test</th><th>params</th><th>epochs</th><th>status</th>" \
-           "<th>architecture</th></tr>"
+    head = (
+        "<tr><th>#</th><th>search score</th><th>val</th><th>test</th><th>params</th><th>epochs</th><th>status</th>"
+        "<th>architecture</th></tr>"
+    )
     body = "".join(
         f"<tr><td>{r['rank']}</td><td>{_num(r.get('search_val_accuracy'))}</td><td>{_num(r.get('val_accuracy'))}</td>"
         f"<td>{_num(r.get('test_accuracy'))}</td><td>{_num(r.get('params'))}</td><td>{r.get('epochs')}</td>"
@@ -243,8 +294,10 @@ def render_report(
     if best is not None:
         keys = dict.fromkeys((metric, "test_accuracy", "params", "flops"))
         figures = ", ".join(f"{k} {_num(best.get(k))}" for k in keys if best.get(k) is not None)
-        headline = (f'<p class="best">Best architecture ({"retrained" if best["source"] == "retrain" else "searched"}, '
-                    f"by {escape(metric)}): {escape(figures)}</p><p><code>{escape(best['arch'])}</code></p>")
+        headline = (
+            f'<p class="best">Best architecture ({"retrained" if best["source"] == "retrain" else "searched"}, '
+            f"by {escape(metric)}): {escape(figures)}</p><p><code>{escape(best['arch'])}</code></p>"
+        )
     else:
         headline = _none("No architecture yet.")
     sections = [

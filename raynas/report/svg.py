@@ -175,9 +175,11 @@ def _marks(s: Series, color: str, ax: _Axis, ay: _Axis) -> str:
         if s.kind == "step" and j:
             coords.append(f"{ax(x):.1f},{ay(pts[j - 1][1]):.1f}")
         coords.append(f"{ax(x):.1f},{ay(y):.1f}")
-    dots = "".join(
-        f'<circle class="mark" cx="{ax(x):.1f}" cy="{ay(y):.1f}" r="2" fill="{color}"/>' for x, y, _ in pts
-    ) if len(pts) <= 60 else ""
+    dots = (
+        "".join(f'<circle class="mark" cx="{ax(x):.1f}" cy="{ay(y):.1f}" r="2" fill="{color}"/>' for x, y, _ in pts)
+        if len(pts) <= 60
+        else ""
+    )
     return (
         f'<polyline class="mark" points="{" ".join(coords)}" fill="none" stroke="{color}" stroke-width="2">'
         f"<title>{escape(s.name)}</title></polyline>{dots}"

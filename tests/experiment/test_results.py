@@ -10,8 +10,10 @@ SPACE = {"op0": {"_type": "layer_choice"}, "op1": {"_type": "layer_choice"}, "sk
 
 
 def _rows(*entries):
-    return [{"arch": json.dumps({"op0": a, "op1": b, "skip1": s}, sort_keys=True), "val_accuracy": v}
-            for a, b, s, v in entries]
+    return [
+        {"arch": json.dumps({"op0": a, "op1": b, "skip1": s}, sort_keys=True), "val_accuracy": v}
+        for a, b, s, v in entries
+    ]
 
 
 ROWS = _rows(
