@@ -3,12 +3,14 @@
 Ray and Tune write from C++ and from Python, in the driver and in the processes it starts, some
 of it before any Python logging is set up. So the redirection is at the file-descriptor level:
 file descriptors 1 and 2 point at the log file (processes started meanwhile inherit that), and
-raynas writes to a copy of the original standard error.
+raynas writes to a copy of the original standard error: its progress lines, and the warnings of its
+own loggers (``raynas.*``: a placement wait, a lost node), which the log file gets too.
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
 import threading
@@ -58,9 +60,15 @@ def capture_output(log_path: str | os.PathLike, *, echo: bool = False) -> Iterat
     os.dup2(target, 1)
     os.dup2(target, 2)
     console = os.fdopen(os.dup(saved_err), "w", buffering=1)
+    # raynas' own warnings stay on the console (and, propagated, reach whatever else logs them)
+    own = logging.StreamHandler(console)
+    own.setLevel(logging.WARNING)
+    own.setFormatter(logging.Formatter("[raynas] %(message)s"))
+    logging.getLogger("raynas").addHandler(own)
     try:
         yield console
     finally:
+        logging.getLogger("raynas").removeHandler(own)
         sys.stdout.flush()
         sys.stderr.flush()
         console.close()
