@@ -233,7 +233,7 @@ def test_every_registered_algorithm_builds_its_mutator_and_unknown_names_list_th
     # a config that skipped validation: the error lists the registry's names
     bad = SupernetConfig()
     object.__setattr__(bad, "algorithm", "dart")
-    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, got 'dart'"):
+    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, proxylessnas, got 'dart'"):
         build_mutator(build_supernet(), config=bad, rank=0, example=EXAMPLE)
     # the config validates against the registry itself: a registered builder is a valid name
     monkeypatch.setitem(ALGORITHMS, "mine", lambda model, settings, **kw: RandomMutator(model, seed=kw["seed"]))
