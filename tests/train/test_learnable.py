@@ -163,13 +163,15 @@ def test_a_random_run_exports_no_architecture(tmp_path, small_data):
 
 
 @pytest.mark.slow
-def test_cli_search_with_darts_and_no_samples_retrains_the_exported_architecture(tmp_path):
-    """The real CLI in a subprocess (local mode, tiny): supernet (DARTS) -> no search -> the
-    exported architecture is retrained -> report."""
+@pytest.mark.parametrize("algorithm", ["darts", "proxylessnas"])
+def test_cli_search_with_a_learnable_algorithm_and_no_samples_retrains_the_exported_architecture(tmp_path, algorithm):
+    """The real CLI in a subprocess (local mode, tiny): supernet (DARTS / ProxylessNAS) -> no
+    search -> the exported architecture is retrained -> report."""
     import pyarrow.parquet as pq
 
     sets = [
-        "supernet.algorithm=darts",
+        f"supernet.algorithm={algorithm}",
+        "supernet.proxylessnas_arch_every=2",
         "search.num_samples=0",
         "supernet.epochs=2",
         "supernet.progress=false",
