@@ -10,6 +10,7 @@ from raynas._io import write_json_atomic, write_parquet_atomic, write_yaml_atomi
 from raynas.experiment.results import diverse_architectures, log_tensorboard, top_architectures
 from raynas.retrain import RETRAIN_COLUMNS
 from raynas.search import SEARCH_COLUMNS
+from raynas.train.config import LEARNABLE_ALGORITHMS
 
 if TYPE_CHECKING:
     from raynas.experiment.runner import Experiment
@@ -122,7 +123,7 @@ def retrain_candidates(x: Experiment) -> list[tuple[dict, float | None]]:
     import pyarrow.parquet as pq
 
     s, k = x.config.search, x.config.retrain.top_k
-    if s.num_samples == 0 and x.config.supernet.algorithm in ("darts", "enas"):
+    if s.num_samples == 0 and x.config.supernet.algorithm in LEARNABLE_ALGORITHMS:
         from raynas.train import final_architecture  # a learnable mutator's own export
 
         return [(final_architecture(x.dir.supernet), None)]

@@ -1,6 +1,7 @@
 """The one-shot algorithms by name (``supernet.algorithm``): one builder per algorithm, in one place.
 
-Each algorithm's mutator lives in its own module (``random``, ``fair``, ``spos``, ``darts``, ``enas``);
+Each algorithm's mutator lives in its own module (``random``, ``fair``, ``spos``, ``darts``, ``enas``,
+``proxylessnas``);
 this registry maps the name a config gives to a builder of that mutator. ``supernet.algorithm`` is
 validated against :data:`ALGORITHMS` (:mod:`raynas.train.config`) and
 :func:`raynas.train.sampling.build_mutator` calls the builder it names.
@@ -23,6 +24,7 @@ from raynas.nas.darts import DartsMutator
 from raynas.nas.enas import EnasMutator
 from raynas.nas.fair import FairMutator
 from raynas.nas.mutator import Mutator
+from raynas.nas.proxylessnas.supernet import ProxylessSupernetMutator
 from raynas.nas.random import RandomMutator
 from raynas.nas.spos import SposMutator, SPOSSupernetTrainingMutator
 from searchers.errors import ConfigError
@@ -93,6 +95,18 @@ def _enas(model: nn.Module, settings: Any, *, seed: int, example: Any, flops_fun
     )
 
 
+def _proxylessnas(model: nn.Module, settings: Any, *, seed: int, example: Any, flops_func: Any = None) -> Mutator:
+    """``proxylessnas``: :class:`~raynas.nas.proxylessnas.supernet.ProxylessSupernetMutator` (the binary
+    gates of NNI's ``ProxylessNasMutator``) from the ``arch_*`` and ``proxylessnas_*`` settings."""
+    return ProxylessSupernetMutator(
+        model,
+        lr=settings.arch_lr,
+        weight_decay=settings.arch_weight_decay,
+        arch_every=settings.proxylessnas_arch_every,
+        seed=seed,
+    )
+
+
 #: ``{name: builder}``: every value ``supernet.algorithm`` may take, in documentation order.
 ALGORITHMS: dict[str, AlgorithmBuilder] = {
     "random": _random,
@@ -100,6 +114,7 @@ ALGORITHMS: dict[str, AlgorithmBuilder] = {
     "spos": _spos,
     "darts": _darts,
     "enas": _enas,
+    "proxylessnas": _proxylessnas,
 }
 
 

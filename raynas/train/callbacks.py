@@ -87,7 +87,7 @@ class EpochMetrics:
     counts: dict[str, list[int]]
     fallbacks: int
     paths: list[dict[str, list[float]]] = field(default_factory=list)
-    #: mean scalars of the epoch's architecture steps (``darts``/``enas``; empty otherwise).
+    #: mean scalars of the epoch's architecture steps (``darts``/``enas``/``proxylessnas``; empty otherwise).
     arch: dict[str, float] = field(default_factory=dict)
     #: the learnable mutator's exported architecture at the epoch's checkpoint (else ``None``).
     architecture: dict[str, Any] | None = None
@@ -142,7 +142,7 @@ class Callback:
 class ArchitectureCheckpoint(Callback):
     """Write ``<out_dir>/architectures/epoch-NNNN.json`` each epoch: the replicas' current paths
     and how often each candidate was sampled in the epoch (NNI's ``ArchitectureCheckpoint``);
-    with a learnable mutator (``darts``, ``enas``) also ``"architecture"``: its ``export()``
+    with a learnable mutator (``darts``, ``enas``, ``proxylessnas``) also ``"architecture"``: its ``export()``
     at that epoch's checkpoint."""
 
     def on_epoch_end(self, run: RunInfo, metrics: EpochMetrics) -> None:

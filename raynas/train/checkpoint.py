@@ -8,7 +8,7 @@ A checkpoint is a ``torch.save`` dict::
      "epoch": completed epochs, "step": global step, "replicas": R,
      "config": SupernetConfig.to_dict(), "history": [per-epoch metrics],
      "sample_counts": {key: [count per candidate]},
-     "architecture": exported architecture of a learnable mutator (darts, enas) | None}
+     "architecture": exported architecture of a learnable mutator (darts, enas, proxylessnas) | None}
 
 Every tensor is on the CPU, so a checkpoint written on a GPU loads anywhere. ``rank_states`` has
 one entry per replica (the mutator holds its RNG), so a resumed run draws the same paths as an
@@ -271,7 +271,7 @@ def latest_checkpoint(out_dir: str | os.PathLike) -> Path | None:
 
 
 def final_architecture(path: str | os.PathLike) -> dict[str, Any]:
-    """The architecture a learnable mutator (``darts``, ``enas``) exported at a checkpoint.
+    """The architecture a learnable mutator (``darts``, ``enas``, ``proxylessnas``) exported at a checkpoint.
 
     Args:
         path: a checkpoint file, or a run directory (its ``checkpoints/last.pt``).

@@ -38,9 +38,9 @@ LR_SCHEDULES = ("cosine", "constant")
 SAMPLINGS = ("shared", "independent")
 #: the names of :data:`raynas.nas.algorithms.ALGORITHMS` (its registry of builders)
 ALGORITHMS = tuple(_ALGORITHM_REGISTRY)
-LEARNABLE_ALGORITHMS = ("darts", "enas")
+LEARNABLE_ALGORITHMS = ("darts", "enas", "proxylessnas")
 #: supernet epochs per algorithm when ``supernet.epochs`` is null
-DEFAULT_EPOCHS = {"random": 100, "fair": 100, "spos": 100, "darts": 20, "enas": 100}
+DEFAULT_EPOCHS = {"random": 100, "fair": 100, "spos": 100, "darts": 20, "enas": 100, "proxylessnas": 120}
 DARTS_ORDERS = (1, 2)
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -69,8 +69,9 @@ class SupernetConfig:
 
     Attributes:
         replicas: number of replicas (Ray actors) training data-parallel; local mode uses 1.
-        epochs: passes over the training split (over its weight half for ``darts``/``enas``);
-            ``None``: the algorithm's default, ``DEFAULT_EPOCHS`` (100; ``darts``: 20, because
+        epochs: passes over the training split (over its weight half for a learnable algorithm);
+            ``None``: the algorithm's default, ``DEFAULT_EPOCHS`` (100; ``proxylessnas``: 120, NNI's
+            ``n_epochs``; ``darts``: 20, because
             DARTS' architecture weights drift toward parameter-free operations when the weights
             train on for long; see :attr:`total_epochs`).
         batch_size: samples per step *per replica* (the global batch is ``replicas * batch_size``).
@@ -90,19 +91,23 @@ class SupernetConfig:
             (uniform paths constrained to cost bins; NNI's ``SPOSSupernetTrainingMutator`` with
             ``flops_func``), ``darts`` (``DartsMutator``: softmax-weighted candidates,
             architecture parameters trained by Adam) or ``enas`` (``EnasMutator``: an
-            LSTM controller trained by REINFORCE). ``darts`` and ``enas`` split the training data
+            LSTM controller trained by REINFORCE) or ``proxylessnas`` (NNI's ProxylessNAS binary
+            gates: one sampled op per step, architecture weights trained by Adam in ``full_v2``
+            mode). The last three (learnable) split the training data
             into two seeded halves: the weights train on one, the architecture on the other;
             each step is an architecture step then a weight step.
-        arch_lr: Adam learning rate of the architecture parameters (``darts``) or of the
+        arch_lr: Adam learning rate of the architecture parameters (``darts``, ``proxylessnas``) or of the
             controller (``enas``).
         arch_weight_decay: their L2 weight decay.
         arch_warmup_epochs: epochs of weight steps only before architecture steps start
-            (``darts``, ``enas``; fractions allowed).
+            (``darts``, ``enas``, ``proxylessnas``; fractions allowed).
         darts_order: 1 (first-order DARTS) or 2 (unrolled, second order).
         enas_entropy_weight: weight of the sample's entropy added to the ENAS reward.
         enas_baseline_decay: decay of ENAS' moving-average reward baseline.
         enas_lstm_size: hidden size of the ENAS controller's LSTM.
         enas_tanh_constant: ENAS logits are ``c * tanh(logits)`` (bounds the policy's confidence).
+        proxylessnas_arch_every: ``proxylessnas`` takes an architecture step every this many
+            steps (NNI's ``grad_update_arch_param_every``).
         spos_bins: number of cost bins between the lower and the upper bound.
         spos_constraint: ``params``, ``flops`` or ``both``: which path cost the bins constrain.
         spos_lower: lower bound of the bins as a fraction of the way from the cheapest to the
@@ -173,6 +178,7 @@ class SupernetConfig:
     enas_baseline_decay: float = field(default=0.95, metadata=rule("number", min=0.0, max=1.0))
     enas_lstm_size: int = field(default=64, metadata=rule("int", min=1))
     enas_tanh_constant: float = field(default=1.5, metadata=rule("number", min=0.0, strict=True))
+    proxylessnas_arch_every: int = field(default=5, metadata=rule("int", min=1))
     spos_bins: int = field(default=4, metadata=rule("int", min=1))
     spos_constraint: str = field(default="params", metadata=rule("choice", valid=SPOS_CONSTRAINTS))
     spos_lower: float = field(default=0.0, metadata=rule("number", min=0.0))

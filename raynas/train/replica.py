@@ -10,7 +10,7 @@ Ray mode wraps one in each actor (:mod:`raynas.train.replicas`). A step is::
                                           # ("shared"), one flat buffer after it ("independent")
     clip, optimizer.step()                # identical gradients -> identical parameters
 
-With a learnable mutator (:class:`~raynas.nas.LearnableMutator`: ``darts``, ``enas``) the
+With a learnable mutator (:class:`~raynas.nas.LearnableMutator`: ``darts``, ``enas``, ``proxylessnas``) the
 training split is first cut in two halves as NNI's ``DartsTrainer`` cuts it; a step takes a
 batch of each::
 

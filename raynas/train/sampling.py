@@ -61,8 +61,9 @@ def build_mutator(model: nn.Module, *, config: SupernetConfig, rank: int, exampl
     """The training mutator a config asks for (``config.algorithm``, a name of
     :data:`raynas.nas.algorithms.ALGORITHMS`), seeded for ``rank``.
 
-    ``darts`` and ``enas`` build a :class:`~raynas.nas.DartsMutator` / :class:`~raynas.nas.EnasMutator`
-    from the ``arch_*``, ``darts_*`` and ``enas_*`` settings; their parameters are initialised
+    ``darts``, ``enas`` and ``proxylessnas`` build a :class:`~raynas.nas.DartsMutator` /
+    :class:`~raynas.nas.EnasMutator` / :class:`~raynas.nas.proxylessnas.supernet.ProxylessSupernetMutator`
+    from the ``arch_*``, ``darts_*``, ``enas_*`` and ``proxylessnas_*`` settings; their parameters are initialised
     the same on every rank (and broadcast from rank 0 by the replicas).
     ``spos`` builds NNI's :class:`~raynas.nas.spos.SPOSSupernetTrainingMutator` from the ``flops_*``
     settings when ``flops_func`` is set (see :func:`resolve_flops_func`), else a

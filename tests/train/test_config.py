@@ -30,7 +30,7 @@ def test_frozen_and_keyword_only():
     [
         ("optimizer", "rmsprop", ["supernet.optimizer", "'rmsprop'", "sgd, adam"]),
         ("sampling", "mixed", ["supernet.sampling", "shared, independent"]),
-        ("algorithm", "dart", ["supernet.algorithm", "random, fair, spos, darts, enas"]),
+        ("algorithm", "dart", ["supernet.algorithm", "random, fair, spos, darts, enas, proxylessnas"]),
         ("precision", "fp8", ["supernet.precision", "fp32, bf16, fp16"]),
         ("replicas", 0, ["supernet.replicas", ">= 1", "0"]),
         ("replicas", 1.5, ["supernet.replicas", "integer", "1.5"]),
@@ -49,6 +49,7 @@ def test_frozen_and_keyword_only():
         ("enas_baseline_decay", 1.5, ["supernet.enas_baseline_decay", "<= 1.0"]),
         ("enas_lstm_size", 0, ["supernet.enas_lstm_size", ">= 1"]),
         ("enas_tanh_constant", 0, ["supernet.enas_tanh_constant", "> 0"]),
+        ("proxylessnas_arch_every", 0, ["supernet.proxylessnas_arch_every", ">= 1"]),
     ],
 )
 def test_bad_values_name_key_value_and_rule(key, value, words):
@@ -85,6 +86,7 @@ def test_epochs_default_per_algorithm_unless_set():
     assert SupernetConfig().epochs is None and SupernetConfig().total_epochs == 100
     assert SupernetConfig(algorithm="darts").total_epochs == 20
     assert SupernetConfig(algorithm="enas").total_epochs == 100
+    assert SupernetConfig(algorithm="proxylessnas").total_epochs == 120  # NNI's n_epochs
     assert SupernetConfig(algorithm="darts", epochs=7).total_epochs == 7
     assert SupernetConfig.from_dict(SupernetConfig(algorithm="darts").to_dict()).total_epochs == 20
 
@@ -129,7 +131,7 @@ def test_spos_flops_settings_take_nnis_defaults_and_both_spec_forms():
 def test_the_algorithm_rule_reads_the_registry_live(monkeypatch):
     from raynas.nas import algorithms
 
-    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, got 'mine'"):
+    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, proxylessnas, got 'mine'"):
         SupernetConfig(algorithm="mine")
     monkeypatch.setitem(algorithms.ALGORITHMS, "mine", algorithms.ALGORITHMS["random"])
     assert SupernetConfig(algorithm="mine").algorithm == "mine"

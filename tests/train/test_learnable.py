@@ -1,4 +1,4 @@
-"""DARTS and ENAS trained by ``train_supernet``: replicas on Ray keep weights AND architecture
+"""DARTS, ENAS and ProxylessNAS trained by ``train_supernet``: replicas on Ray keep weights AND architecture
 parameters bit-identical, local mode, resume, the exported architecture, and the CLI end to end."""
 
 from __future__ import annotations
@@ -31,8 +31,13 @@ def _equal(a: dict, b: dict) -> bool:
 @pytest.mark.usefixtures("ray_local")
 @pytest.mark.parametrize(
     ("algorithm", "changes"),
-    [("darts", {}), ("darts", {"darts_order": 2}), ("enas", {"sampling": "independent"})],
-    ids=["darts", "darts-order2", "enas-independent"],
+    [
+        ("darts", {}),
+        ("darts", {"darts_order": 2}),
+        ("enas", {"sampling": "independent"}),
+        ("proxylessnas", {"sampling": "independent", "proxylessnas_arch_every": 1}),
+    ],
+    ids=["darts", "darts-order2", "enas-independent", "proxylessnas-independent"],
 )
 def test_two_ray_replicas_keep_weights_and_arch_parameters_bit_identical(tmp_path, small_data, algorithm, changes):
     """640 samples -> two halves of 320 -> 5 steps per epoch per replica at batch 32."""
@@ -58,13 +63,13 @@ def test_two_ray_replicas_keep_weights_and_arch_parameters_bit_identical(tmp_pat
     to_decisions(architecture, build_supernet())  # a valid architecture of the space
     saved = json.loads((tmp_path / "architectures" / "epoch-0002.json").read_text())
     assert saved["architecture"] == architecture
-    assert set(result.history[-1]["arch"]) >= ({"arch_loss"} if algorithm == "darts" else {"reward", "baseline"})
+    assert set(result.history[-1]["arch"]) >= ({"reward", "baseline"} if algorithm == "enas" else {"arch_loss"})
     if algorithm == "darts":  # float decisions: every candidate trains every step, every input connected
         weights = rank0[-1]["path"]
         assert all(0.0 < w < 1.0 for key in KEYS if key.startswith("op") for w in weights[key])
         assert all(weights[key] == [1.0] * int(key[-1]) for key in KEYS if key.startswith("skip"))
         assert rank0[-1]["path"] == rank1[-1]["path"]
-    else:  # independent sampling: each replica its own path, one controller
+    else:  # independent sampling: each replica its own path, one controller / one set of gates
         assert sum(a["path"] == b["path"] for a, b in zip(rank0, rank1)) < 10
 
 
@@ -83,6 +88,36 @@ def test_local_darts_moves_alpha_and_exports(tmp_path, small_data):
     assert set(final_architecture(result.checkpoint)) == KEYS
 
 
+def test_local_proxylessnas_steps_the_gates_every_nth_step_and_exports(tmp_path, small_data):
+    """NNI's grad_update_arch_param_every: an architecture step on every 3rd step only; the
+    export is each LayerChoice's most probable op, every input of the n_chosen=None skips."""
+    config = small_config(algorithm="proxylessnas", epochs=1, replicas=1, arch_lr=0.05, proxylessnas_arch_every=3)
+    result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, local=True, trace=True)
+    assert result.local and result.steps == 10
+    digests = [t["arch_digest"] for t in result.trace[0]]
+    moved = [i + 1 for i in range(10) if digests[i] != (digests[i - 1] if i else None)]
+    assert moved[1:] == [3, 6, 9]  # step 1 differs from "nothing"; then every 3rd step moves them
+    assert all(sum(t["path"][f"op{i}"]) == 1.0 for t in result.trace[0] for i in range(4))  # one op per step
+    state = _arch_state(load_checkpoint(result.checkpoint))
+    alphas = {k: v for k, v in state.items() if k.endswith("ap_path_alpha")}
+    assert len(alphas) == 4
+    names = build_supernet().ops[0].names
+    architecture = final_architecture(tmp_path)
+    for i in range(4):
+        assert architecture[f"op{i}"] == names[int(alphas[f"mixed_ops.{i}.ap_path_alpha"].argmax())]
+    assert architecture["skip3"] == ["stem", "op0", "op1"]
+    to_decisions(architecture, build_supernet())
+
+
+def test_proxylessnas_refuses_an_input_choice_with_n_chosen():
+    from raynas.nas.proxylessnas.supernet import ProxylessSupernetMutator
+    from searchers.errors import ConfigError
+    from tests.models import build_enas
+
+    with pytest.raises(ConfigError, match="proxylessnas.*n_chosen"):
+        ProxylessSupernetMutator(build_enas(), seed=0)
+
+
 class _Interrupt(Exception):
     pass
 
@@ -93,10 +128,10 @@ class _StopAfter(Callback):
             raise _Interrupt("stop after the first epoch")
 
 
-@pytest.mark.parametrize("algorithm", ["darts", "enas"])
+@pytest.mark.parametrize("algorithm", ["darts", "enas", "proxylessnas"])
 def test_local_resume_continues_the_mutator_exactly(tmp_path, small_data, algorithm):
     """Alpha / controller, its Adam moments, its RNG and the ENAS baseline travel in the checkpoint."""
-    config = small_config(algorithm=algorithm, epochs=2, replicas=1, arch_lr=0.01)
+    config = small_config(algorithm=algorithm, epochs=2, replicas=1, arch_lr=0.01, proxylessnas_arch_every=3)
     whole = load_checkpoint(train_supernet(FACTORY, small_data, config, out_dir=tmp_path / "a", local=True).checkpoint)
     with pytest.raises(_Interrupt):
         train_supernet(FACTORY, small_data, config, out_dir=tmp_path / "b", local=True, callbacks=[_StopAfter()])
@@ -128,13 +163,15 @@ def test_a_random_run_exports_no_architecture(tmp_path, small_data):
 
 
 @pytest.mark.slow
-def test_cli_search_with_darts_and_no_samples_retrains_the_exported_architecture(tmp_path):
-    """The real CLI in a subprocess (local mode, tiny): supernet (DARTS) -> no search -> the
-    exported architecture is retrained -> report."""
+@pytest.mark.parametrize("algorithm", ["darts", "proxylessnas"])
+def test_cli_search_with_a_learnable_algorithm_and_no_samples_retrains_the_exported_architecture(tmp_path, algorithm):
+    """The real CLI in a subprocess (local mode, tiny): supernet (DARTS / ProxylessNAS) -> no
+    search -> the exported architecture is retrained -> report."""
     import pyarrow.parquet as pq
 
     sets = [
-        "supernet.algorithm=darts",
+        f"supernet.algorithm={algorithm}",
+        "supernet.proxylessnas_arch_every=2",
         "search.num_samples=0",
         "supernet.epochs=2",
         "supernet.progress=false",

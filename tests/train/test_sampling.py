@@ -223,9 +223,10 @@ def test_largest_path_is_all_conv7_with_every_skip():
 def test_every_registered_algorithm_builds_its_mutator_and_unknown_names_list_the_valid_ones(monkeypatch):
     from raynas.nas import DartsMutator, EnasMutator, FairMutator
     from raynas.nas.algorithms import ALGORITHMS
+    from raynas.nas.proxylessnas.supernet import ProxylessSupernetMutator
 
     expected = {"random": RandomMutator, "fair": FairMutator, "spos": SposMutator, "darts": DartsMutator,
-                "enas": EnasMutator}
+                "enas": EnasMutator, "proxylessnas": ProxylessSupernetMutator}
     assert list(ALGORITHMS) == list(expected)  # the registry is what config validation offers, in order
     for name, cls in expected.items():
         m = build_mutator(build_supernet(), config=SupernetConfig(algorithm=name), rank=0, example=EXAMPLE)
@@ -233,7 +234,7 @@ def test_every_registered_algorithm_builds_its_mutator_and_unknown_names_list_th
     # a config that skipped validation: the error lists the registry's names
     bad = SupernetConfig()
     object.__setattr__(bad, "algorithm", "dart")
-    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, got 'dart'"):
+    with pytest.raises(ConfigError, match="supernet.algorithm must be one of random, fair, spos, darts, enas, proxylessnas, got 'dart'"):
         build_mutator(build_supernet(), config=bad, rank=0, example=EXAMPLE)
     # the config validates against the registry itself: a registered builder is a valid name
     monkeypatch.setitem(ALGORITHMS, "mine", lambda model, settings, **kw: RandomMutator(model, seed=kw["seed"]))

@@ -158,8 +158,14 @@ class MixedOp(nn.Module):
         self.active_index = [chosen]
         self.inactive_index = [i for i in range(self.n_choices) if i != chosen]
 
-    def binarize(self, mutable: LayerChoice) -> None:
-        """Sample the active op(s) from the probabilities and set the gates one-hot on it (torch's RNG)."""
+    def binarize(self, mutable: LayerChoice, draw: Any = None) -> None:
+        """Sample the active op(s) from the probabilities and set the gates one-hot on it.
+
+        Args:
+            mutable: the LayerChoice.
+            draw: ``draw(probs) -> index`` draws the active op (not in ``two`` mode); ``None``:
+                torch's RNG, as NNI (``supernet.algorithm: proxylessnas`` passes its own RNG).
+        """
         self.log_prob = None
         self.ap_path_wb.data.zero_()
         probs = self.probs_over_ops
@@ -174,7 +180,7 @@ class MixedOp(nn.Module):
             self.active_index, self.inactive_index = [active], [inactive]
             self.ap_path_wb.data[active] = 1.0
         else:
-            sample = torch.multinomial(probs, 1)[0].item()
+            sample = int(draw(probs.data)) if draw is not None else torch.multinomial(probs, 1)[0].item()
             self.active_index = [sample]
             self.inactive_index = [i for i in range(len(mutable)) if i != sample]
             self.log_prob = torch.log(probs[sample])
