@@ -102,14 +102,18 @@ def test_worker_node_lost_mid_supernet_continues_with_fewer_replicas(cluster, tm
     finally:
         if len(cluster.alive_nodes()) < 2:
             cluster.start_worker()  # the module's next test finds two nodes again
-    assert lose.killed_at == 9 and lose.failures == ["ReplicaFailure"]
-    assert [len(p) for p in placements.seen] == [4, 2]  # 2 + 2 on two nodes, then 2 on the head
-    assert len({p["node"] for p in placements.seen[1]}) == 1
-    assert (result.replicas, result.restarts, result.epochs) == (2, 1, 3)
+    # on a loaded machine Ray may still count the dead node when the first restart asks for 4 and
+    # those replicas fail too: every failure is a replica failure, and the run ends on 2 replicas
+    assert lose.killed_at == 9 and lose.failures and set(lose.failures) == {"ReplicaFailure"}
+    seen = [len(p) for p in placements.seen]
+    assert seen[0] == 4 and seen[-1] == 2, seen  # 2 + 2 on two nodes, ..., then 2 on the head
+    assert len({p["node"] for p in placements.seen[-1]}) == 1
+    assert (result.replicas, result.restarts, result.epochs) == (2, len(lose.failures), 3)
     assert result.steps == 6 + 12 + 12
-    (line,) = [r.getMessage() for r in caplog.records if "replicas" in r.getMessage()]
-    assert "the cluster now holds 2 of 4 replicas (a node was lost); continuing with 2 replicas from" in line
-    assert "(epoch 1, step 6)" in line
+    lines = [r.getMessage() for r in caplog.records if "replicas" in r.getMessage()]
+    assert len(lines) == 1, lines  # the switch to fewer replicas is said once
+    assert "the cluster now holds 2 of 4 replicas (a node was lost); continuing with 2 replicas from" in lines[0]
+    assert "(epoch 1, step 6)" in lines[0]
 
     # the reference: 2 replicas resumed from the same epoch-1 checkpoint, uninterrupted
     reference_dir = tmp_path / "reference"
