@@ -7,14 +7,15 @@ imports neither (mutables <- parse <- space <- mutator).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
 
 from raynas.nas.mutables import InputChoice, LayerChoice, Mutable, auto_key_serial
-from searchers.errors import ConfigError, ConfigTypeError, RaynasError
+from raynas.nas.utils import MutableTreeNode
+from searchers.errors import ConfigTypeError, RaynasError
 
 __all__ = [
     "MutableTreeNode",
@@ -32,53 +33,6 @@ class MutatorBindingError(RaynasError, RuntimeError):
 
 class DecisionError(RaynasError, ValueError):
     """A decision dict breaks a rule (missing or unknown key, wrong type, dtype or length)."""
-
-
-class MutableTreeNode:
-    """A node of the mutable tree: a mutable (``None`` at the root) and the mutables under it.
-
-    Iterating a node yields the mutables under it in pre-order, one per key (as NNI's
-    ``mutator.mutables`` does).
-    """
-
-    def __init__(self, mutable: Mutable | None):
-        self.mutable = mutable
-        self.children: list[MutableTreeNode] = []
-
-    def traverse(
-        self, order: str = "pre", deduplicate: bool = True, memo: set[str] | None = None
-    ) -> Iterator[Mutable]:
-        """Yield the mutables of this subtree.
-
-        Args:
-            order: ``"pre"`` (a node before its children) or ``"post"``.
-            deduplicate: yield one mutable per key (the first met).
-            memo: keys already yielded (shared across calls when given).
-
-        Returns:
-            An iterator over mutables; the root (no mutable) is not yielded.
-        """
-        if order not in ("pre", "post"):
-            raise ConfigError(f"traversal order must be 'pre' or 'post', got {order!r}")
-        memo = set() if memo is None else memo
-        yield from self._traverse(order, deduplicate, memo)
-
-    def _traverse(self, order: str, deduplicate: bool, memo: set[str]) -> Iterator[Mutable]:
-        own = self.mutable is not None and not (deduplicate and self.mutable.key in memo)
-        if own:
-            memo.add(self.mutable.key)
-            if order == "pre":
-                yield self.mutable
-        for child in self.children:
-            yield from child._traverse(order, deduplicate, memo)
-        if own and order == "post":
-            yield self.mutable
-
-    def __iter__(self) -> Iterator[Mutable]:
-        return self.traverse()
-
-    def __len__(self) -> int:
-        return sum(1 for _ in self.traverse())
 
 
 @dataclass(frozen=True)

@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from searchers.errors import ConfigError
+
 __all__ = [
     "global_mutable_counting",
     "reset_global_mutable_counting",
@@ -31,7 +33,8 @@ __all__ = [
     "to_list",
     "AverageMeter",
     "AverageMeterGroup",
-    "StructuredMutableTreeNode",  # noqa: F822 - module __getattr__ gives it
+    "StructuredMutableTreeNode",
+    "MutableTreeNode",
 ]
 
 _counter = 0
@@ -235,10 +238,53 @@ class AverageMeterGroup:
         return {k: float(m.avg) for k, m in self.meters.items()}
 
 
-def __getattr__(name: str) -> Any:
-    # NNI's StructuredMutableTreeNode is raynas' MutableTreeNode (imported late: parse imports this module)
-    if name == "StructuredMutableTreeNode":
-        from raynas.nas.parse import MutableTreeNode
+class MutableTreeNode:
+    """A node of the mutable tree: a mutable (``None`` at the root) and the mutables under it (NNI's
+    ``StructuredMutableTreeNode``; :func:`raynas.nas.parse.parse_model` builds the tree).
 
-        return MutableTreeNode
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    Iterating a node yields the mutables under it in pre-order, one per key (as NNI's
+    ``mutator.mutables`` does).
+    """
+
+    def __init__(self, mutable: Any):
+        self.mutable = mutable
+        self.children: list[MutableTreeNode] = []
+
+    def traverse(
+        self, order: str = "pre", deduplicate: bool = True, memo: set[str] | None = None
+    ) -> Iterator[Any]:
+        """Yield the mutables of this subtree.
+
+        Args:
+            order: ``"pre"`` (a node before its children) or ``"post"``.
+            deduplicate: yield one mutable per key (the first met).
+            memo: keys already yielded (shared across calls when given).
+
+        Returns:
+            An iterator over mutables; the root (no mutable) is not yielded.
+        """
+        if order not in ("pre", "post"):
+            raise ConfigError(f"traversal order must be 'pre' or 'post', got {order!r}")
+        memo = set() if memo is None else memo
+        yield from self._traverse(order, deduplicate, memo)
+
+    def _traverse(self, order: str, deduplicate: bool, memo: set[str]) -> Iterator[Any]:
+        own = self.mutable is not None and not (deduplicate and self.mutable.key in memo)
+        if own:
+            memo.add(self.mutable.key)
+            if order == "pre":
+                yield self.mutable
+        for child in self.children:
+            yield from child._traverse(order, deduplicate, memo)
+        if own and order == "post":
+            yield self.mutable
+
+    def __iter__(self) -> Iterator[Any]:
+        return self.traverse()
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self.traverse())
+
+
+#: NNI's name for it
+StructuredMutableTreeNode = MutableTreeNode
