@@ -222,4 +222,6 @@ class Trainer(ReplicableTrainer, BaseTrainer):
     def log_step(self, phase: str, epoch: int, step: int, total: int, meters: AverageMeterGroup) -> None:
         """Log ``meters`` every ``log_frequency`` steps (``step`` counts from 1)."""
         if self.log_frequency is not None and (step - 1) % self.log_frequency == 0:
-            _logger.info("%s [%s/%s] Step [%s/%s]  %s", phase, epoch + 1, self.num_epochs, step, total, meters)
+            logging.getLogger(type(self).__module__).info(  # the trainer's own module logs it, as in NNI
+                "%s [%s/%s] Step [%s/%s]  %s", phase, epoch + 1, self.num_epochs, step, total, meters
+            )

@@ -146,8 +146,7 @@ class DartsTrainer(Trainer):
             metrics = dict(self.metrics(logits, trn_y))
             metrics["loss"] = loss.item()
             meters.update(metrics)
-            if self.log_frequency is not None and step % self.log_frequency == 0:
-                _logger.info("Epoch [%s/%s] Step [%s/%s]  %s", epoch + 1, self.num_epochs, step + 1, total, meters)
+            self.log_step("Epoch", epoch, step + 1, total, meters)
         return meters
 
     def validate_one_epoch(self, epoch: int) -> AverageMeterGroup:
@@ -161,15 +160,7 @@ class DartsTrainer(Trainer):
                 x, y = to_device(x, self.device), to_device(y, self.device)
                 logits = self.model(x)
                 meters.update(self.metrics(logits, y))
-                if self.log_frequency is not None and step % self.log_frequency == 0:
-                    _logger.info(
-                        "Epoch [%s/%s] Step [%s/%s]  %s",
-                        epoch + 1,
-                        self.num_epochs,
-                        step + 1,
-                        len(self.test_loader),
-                        meters,
-                    )
+                self.log_step("Epoch", epoch, step + 1, len(self.test_loader), meters)
         return meters
 
     def _logits_and_loss(self, x: Any, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

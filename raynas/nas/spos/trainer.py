@@ -112,8 +112,7 @@ class SPOSSupernetTrainer(Trainer):
             metrics = dict(self.metrics(logits, y))
             metrics["loss"] = loss.item()
             meters.update(metrics)
-            if self.log_frequency is not None and step % self.log_frequency == 0:
-                _logger.info("Epoch [%s/%s] Step [%s/%s]  %s", epoch + 1, self.num_epochs, step + 1, total, meters)
+            self.log_step("Epoch", epoch, step + 1, total, meters)
         return meters
 
     def validate_one_epoch(self, epoch: int) -> AverageMeterGroup:
