@@ -86,30 +86,31 @@ class _Wrapped(Dataset):
         return {"signal": x, "scale": torch.tensor(1.0)}, y
 
 
-def load_tuples(root: str) -> dict[str, Dataset]:
-    """Items ``((x, mask), y)``: a tuple input, as NNI's TextNAS reads."""
-    return {k: _Wrapped(v, "tuple") for k, v in load_files(root).items()}
+def load_tuples(root: str, **kwargs) -> dict[str, Dataset]:
+    """Items ``((x, mask), y)``: a tuple input, as NNI's TextNAS reads (``kwargs``: :func:`load_files`')."""
+    return {k: _Wrapped(v, "tuple") for k, v in load_files(root, **kwargs).items()}
 
 
-def load_dicts(root: str) -> dict[str, Dataset]:
-    """Items ``({"signal": x, "scale": s}, y)``: a dict input."""
-    return {k: _Wrapped(v, "dict") for k, v in load_files(root).items()}
+def load_dicts(root: str, **kwargs) -> dict[str, Dataset]:
+    """Items ``({"signal": x, "scale": s}, y)``: a dict input (``kwargs``: :func:`load_files`')."""
+    return {k: _Wrapped(v, "dict") for k, v in load_files(root, **kwargs).items()}
 
 
 class _InputAdapter(nn.Module):
-    def __init__(self, form: str):
+    def __init__(self, form: str, aux: bool = False):
         super().__init__()
-        self.form = form
+        self.form, self.aux = form, aux
         self.net = build_supernet()
 
     def forward(self, x):
         if self.form == "tuple":
             signal, mask = x
-            return self.net(signal * mask)
-        if self.form == "dict":
-            return self.net(x["signal"] * x["scale"].view(-1, 1, 1))
-        logits = self.net(x)
-        return logits, 0.5 * logits  # (logits, auxiliary logits), as NNI's DARTS networks return
+            logits = self.net(signal * mask)
+        elif self.form == "dict":
+            logits = self.net(x["signal"] * x["scale"].view(-1, 1, 1))
+        else:
+            logits = self.net(x)
+        return (logits, 0.5 * logits) if self.aux else logits  # (logits, auxiliary logits), as NNI's DARTS nets
 
 
 def tuple_supernet() -> nn.Module:
@@ -124,7 +125,12 @@ def dict_supernet() -> nn.Module:
 
 def aux_supernet() -> nn.Module:
     """The mnist1d supernet returning ``(logits, aux_logits)``."""
-    return _InputAdapter("aux")
+    return _InputAdapter("tensor", aux=True)
+
+
+def tuple_aux_supernet() -> nn.Module:
+    """The mnist1d supernet reading ``(x, mask)`` and returning ``(logits, aux_logits)``."""
+    return _InputAdapter("tuple", aux=True)
 
 
 def aux_loss(output, target: torch.Tensor) -> torch.Tensor:

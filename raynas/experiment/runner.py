@@ -76,12 +76,12 @@ class Experiment:
         #: where phase headers and progress go (``run(progress=...)`` replaces it for the run)
         self.progress: Progress = ConsoleProgress(write=log)
         from raynas.experiment.checks import check_objective
-        from raynas.train.data import DataSpec, data_factory
+        from raynas.train.data import DataSpec, check_data
         from raynas.train.resolve import resolve_factory
 
         d = config.data
         self.model_factory = resolve_factory(config.model.factory, config.model.kwargs)
-        data_factory(d.name, d.kwargs)  # imports now: a bad data.name fails before anything is written
+        check_data(d.name, d.kwargs)  # a bad data.name, data.kwargs or missing files fail before anything is written
         # the path travels, not the datasets: every replica and trial builds them itself
         self.data = DataSpec(source=d.name, kwargs=dict(d.kwargs), workers=d.workers, prefetch_factor=d.prefetch_factor)
         self.space = self._check_model()

@@ -21,6 +21,7 @@ architecture on the second (:func:`split_halves`), each sharded the same way (:c
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -39,6 +40,7 @@ __all__ = [
     "DataSpec",
     "ReplicaData",
     "as_data_spec",
+    "check_data",
     "data_factory",
     "resolve_data",
     "steps_per_epoch",
@@ -98,6 +100,39 @@ class DataSpec:
     def loader(self, dataset: Dataset, sampler: Sampler, device: torch.device) -> Loader:
         """A :class:`~raynas.train.loader.Loader` of ``dataset`` in ``sampler``'s order, with these settings."""
         return Loader(dataset, sampler, device=device, workers=self.workers, prefetch_factor=self.prefetch_factor)
+
+
+def check_data(source: Any, kwargs: Mapping[str, Any] | None = None, *, key: str = "data") -> None:
+    """The cheap pre-flight of a data source, in the driver before anything is written: it imports,
+    ``kwargs`` fit the function's parameters, and the function's optional ``check`` hook passes.
+
+    A data function may carry a ``check`` attribute, called with the same keyword arguments, that
+    checks what it can without building the data (files present, values in range) and raises
+    :class:`~searchers.errors.ConfigError`; ``raynas.zoo.cifar10.load_data`` has one. Without it,
+    only the import and the arguments are checked here; everything else fails where the data is built.
+
+    Args:
+        source: what :func:`data_factory` takes (a mapping of splits is accepted as is).
+        kwargs: the keyword arguments the function will be called with.
+        key: the config key the message names (``data`` -> ``data.name``, ``data.kwargs``).
+
+    Raises:
+        ConfigError: a name that does not import, arguments the function does not take, or what
+            the ``check`` hook raises.
+    """
+    function = data_factory(source)
+    if isinstance(function, Mapping) or not callable(function):
+        return
+    kwargs = dict(kwargs or {})
+    try:
+        inspect.signature(function).bind(**kwargs)
+    except TypeError as error:
+        raise ConfigError(f"{key}.kwargs {kwargs!r} do not fit {key}.name {source!r}: {error}") from None
+    except ValueError:  # no signature to read (a builtin): its call will say
+        pass
+    hook = getattr(function, "check", None)
+    if callable(hook):
+        hook(**kwargs)
 
 
 def as_data_spec(data: Any) -> DataSpec:

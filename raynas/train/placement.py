@@ -254,14 +254,20 @@ def reserve_group(request: Request, *, log: Log, allow_fewer: bool = False) -> t
                 raise PlacementError(f"{_unplaceable(request.with_count(1), nodes)}; ask for less or add nodes")
         require(request.with_count(count), log=log)
         group = placement_group([request.resources] * count, strategy="PACK")
-        while not group.wait(timeout_seconds=_POLL_S):
-            if not fits([request.resources] * count, cluster_nodes()):
-                break  # a node went away meanwhile: decide again
-            if time.monotonic() - last >= PROGRESS_S:
-                last = time.monotonic()
-                log(f"waiting for {request.with_count(count).describe()}: the cluster's resources are in use")
-        else:
-            return group, count
+        try:
+            while not group.wait(timeout_seconds=_POLL_S):
+                if not fits([request.resources] * count, cluster_nodes()):
+                    break  # a node went away meanwhile: decide again
+                if time.monotonic() - last >= PROGRESS_S:
+                    last = time.monotonic()
+                    log(f"waiting for {request.with_count(count).describe()}: the cluster's resources are in use")
+            else:
+                return group, count
+        except BaseException:
+            # interrupted while pending (Ctrl-C, a timeout): a pending group left behind would take
+            # the resources the moment they come free, and hold them for as long as the driver lives
+            remove_placement_group(group)
+            raise
         remove_placement_group(group)
 
 

@@ -182,14 +182,11 @@ def load_data(
             file is not a CIFAR-10 batch, or ``val_size`` leaves no training image.
     """
     folder = _folder(root)
+    _check_val_size(val_size)
     train = [read_batch(folder / name) for name in TRAIN_FILES]
     images = torch.from_numpy(np.concatenate([x for x, _ in train]))
     labels = torch.from_numpy(np.concatenate([y for _, y in train]))
-    if isinstance(val_size, bool) or not isinstance(val_size, int) or not 1 <= val_size < len(images):
-        raise ConfigError(
-            f"cifar10 load_data: val_size must be an integer in 1..{len(images) - 1} (the training images), "
-            f"got {val_size!r}"
-        )
+    _check_val_size(val_size, len(images))
     test_x, test_y = read_batch(folder / TEST_FILE)
     cut = len(images) - val_size
     return {
@@ -198,6 +195,25 @@ def load_data(
         "test": TensorDataset(normalize(torch.from_numpy(test_x.copy())), torch.from_numpy(test_y)),
     }
 
+
+def _check_val_size(val_size: object, n_train: int | None = None) -> None:
+    top = "" if n_train is None else f" in 1..{n_train - 1} (the training images)"
+    if isinstance(val_size, bool) or not isinstance(val_size, int) or val_size < 1 or (n_train and val_size >= n_train):
+        raise ConfigError(f"cifar10 load_data: val_size must be a positive integer{top}, got {val_size!r}")
+
+
+def check(*, root: str | os.PathLike | None = None, val_size: int = 5000, augment: bool = True) -> None:
+    """:func:`load_data`'s pre-flight (its ``check`` hook, run by raynas in the driver before
+    anything is written): the folder holds every batch file, ``val_size`` is a positive integer.
+
+    Raises:
+        ConfigError: as :func:`load_data` would, without reading the images.
+    """
+    _folder(root)
+    _check_val_size(val_size)
+
+
+load_data.check = check
 
 # -- supernet ------------------------------------------------------------------------------------
 

@@ -1,6 +1,7 @@
 """The worker node lost (its process group SIGKILLed, on a progress trigger): the test cluster
 itself, then mid-supernet, mid-search and mid-retrain; and the driver killed, then ``raynas search
---resume``. One cluster for the module: each test that kills the worker starts it again."""
+--resume``. One cluster for the module: the ``cluster`` fixture starts a lost worker again before
+each test."""
 
 from __future__ import annotations
 
@@ -85,9 +86,12 @@ def test_two_nodes_forced_placement_and_a_lost_worker(cluster):
     assert [n["node_id"] for n in cluster.alive_nodes()] == [by_resource["node_a"]["node_id"]]
     assert ray.get(on_a.tick.remote()) == 1  # the head's actor never noticed
 
-    cluster.start_worker()  # the next test of the module finds two nodes again
+    cluster.start_worker()
     assert len(cluster.alive_nodes()) == 2
-    assert ray.get(actor_cls.options(num_cpus=0.5, resources={"node_b": 0.01}).remote().tick.remote()) == 1
+    again = actor_cls.options(num_cpus=0.5, resources={"node_b": 0.01}).remote()
+    assert ray.get(again.tick.remote()) == 1
+    for actor in (on_a, again):
+        ray.kill(actor)  # their CPUs free for the module's next test
 
 
 def test_worker_node_lost_mid_supernet_continues_with_fewer_replicas(cluster, tmp_path, caplog):
@@ -96,12 +100,8 @@ def test_worker_node_lost_mid_supernet_continues_with_fewer_replicas(cluster, tm
     lose = LoseWorkerNode(cluster, step=9)  # in epoch 2, after epoch 1's checkpoint
     placements = Placements()
     out = tmp_path / "lost"
-    try:
-        with caplog.at_level(logging.WARNING, logger="raynas.train.trainer"):
-            result = train_supernet(FACTORY, data, config, out_dir=out, callbacks=[lose, placements])
-    finally:
-        if len(cluster.alive_nodes()) < 2:
-            cluster.start_worker()  # the module's next test finds two nodes again
+    with caplog.at_level(logging.WARNING, logger="raynas.train.trainer"):
+        result = train_supernet(FACTORY, data, config, out_dir=out, callbacks=[lose, placements])
     # on a loaded machine Ray may still count the dead node when the first restart asks for 4 and
     # those replicas fail too: every failure is a replica failure, and the run ends on 2 replicas
     assert lose.killed_at == 9 and lose.failures and set(lose.failures) == {"ReplicaFailure"}
@@ -196,8 +196,6 @@ def test_worker_node_lost_mid_search_and_mid_retrain(cluster, tmp_path):
         if proc.poll() is None:
             kill_now(proc)
         log.close()
-        if len(cluster.alive_nodes()) < 2:
-            cluster.start_worker()
 
     search = pq.read_table(root / "results" / "search.parquet").to_pylist()
     assert len(search) == len({r["trial_id"] for r in search}) == N

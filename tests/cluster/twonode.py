@@ -15,8 +15,8 @@ fixture of ``tests/cluster/conftest.py`` also connects the test process as the d
         with TwoNodeCluster(tmp_path_factory.mktemp("cluster")) as c:
             yield c
 
-A test that kills the worker calls :meth:`TwoNodeCluster.start_worker` afterwards (or uses its own
-cluster), so the next test of the module finds two nodes again.
+A test that kills the worker leaves it to ``tests/cluster/conftest.py``'s ``cluster`` fixture to call
+:meth:`TwoNodeCluster.start_worker` before the module's next test (or uses its own cluster).
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The data pipeline through the real CLI: a lazy on-disk dataset with transforms, a model with an
 auxiliary head, a custom loss and NNI-style metrics, ``search.metric`` naming one of them, in
-``--local`` and on Ray (where every replica and trial builds the data itself); bad objectives are
+``--local`` and on Ray with tuple inputs (where every replica and trial builds the data itself); bad objectives are
 one line and exit 2 before anything is written."""
 
 from __future__ import annotations
@@ -22,12 +22,12 @@ def files(tmp_path_factory) -> str:
     return str(write_files(tmp_path_factory.mktemp("files")))
 
 
-def _objective(files: str, pids: str | None = None) -> list[str]:
+def _objective(files: str, pids: str | None = None, form: str = "files") -> list[str]:
     data = {"root": files, **({"pids": pids} if pids else {})}
     return [
-        "data.name=tests.datasets:load_files",
+        f"data.name=tests.datasets:load_{form}",
         f"data.kwargs={json.dumps(data)}",
-        "model.factory=tests.datasets:aux_supernet",
+        f"model.factory=tests.datasets:{'tuple_aux' if form == 'tuples' else 'aux'}_supernet",
         "supernet.batch_size=32",
         "supernet.loss=tests.datasets:aux_loss",
         "supernet.metrics=tests.datasets:top_metrics",
@@ -86,9 +86,10 @@ def test_local_run_with_files_transforms_and_a_custom_objective(files, tmp_path)
 
 @pytest.mark.slow
 def test_on_ray_every_replica_and_trial_builds_the_data_itself(files, tmp_path):
+    """Tuple inputs ``((x, mask), y)`` on Ray, in every phase."""
     pids = tmp_path / "pids"
     pids.mkdir()
-    extra = [*_objective(files, str(pids)), "supernet.replicas=2", "data.workers=1", "retrain.top_k=1"]
+    extra = [*_objective(files, str(pids), form="tuples"), "supernet.replicas=2", "data.workers=1", "retrain.top_k=1"]
     result = run_cli("search", *sets(tmp_path, "ray", extra))
     assert result.returncode == 0, result.stderr[-3000:]
     _check_results(tmp_path / "ray")

@@ -180,8 +180,9 @@ def test_evaluation_split_is_read_once_when_it_fits(files):
 
 @pytest.mark.slow
 def test_replicas_stay_bit_identical_with_loader_workers_on_ray(files, tmp_path, ray_local):
-    spec = _spec(files, workers=1)
+    """Dict inputs, augmented, read by a loader worker in each replica actor."""
+    spec = _spec(files, source="tests.datasets:load_dicts", workers=1)
     config = small_config(replicas=2, epochs=2, batch_size=16, log_every=4)
-    result = train_supernet(FACTORY, spec, config, out_dir=tmp_path / "ray", trace=True)
+    result = train_supernet("tests.datasets:dict_supernet", spec, config, out_dir=tmp_path / "ray", trace=True)
     assert result.replicas == 2 and len(result.trace[0]) == 2 * 8
     assert [e["digest"] for e in result.trace[0]] == [e["digest"] for e in result.trace[1]]

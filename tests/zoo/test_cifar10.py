@@ -79,7 +79,7 @@ def test_val_is_the_last_training_images(folder, data):
     assert torch.equal(val_y, torch.from_numpy(train_y[-VAL:]))
     again = cifar10.load_data(root=root.parent, val_size=25)  # the folder holding it works too
     assert len(again["train"]) == 75 and torch.equal(again["val"].tensors[1], torch.from_numpy(train_y[-25:]))
-    with pytest.raises(ConfigError, match=r"val_size must be an integer in 1\.\.99 \(the training images\), got 100"):
+    with pytest.raises(ConfigError, match=r"val_size must be a positive integer in 1\.\.99 \(the training images\), got 100"):
         cifar10.load_data(root=root, val_size=100)
 
 
@@ -162,6 +162,26 @@ def test_a_missing_folder_says_where_to_put_it_and_where_to_get_it(tmp_path, mon
     (tmp_path / "elsewhere" / "test_batch").unlink()
     with pytest.raises(ConfigError, match=r"elsewhere lacks test_batch; download https://www\.cs\.toronto"):
         cifar10.load_data(val_size=1)
+
+
+@pytest.mark.parametrize(
+    "kwargs, says",
+    [
+        ("{root: ROOT}", "CIFAR-10 not found: ROOT lacks data_batch_1"),
+        ("{root: ROOT, val_size: 0}", None),  # the folder is checked first
+        ("{val_sise: 10}", "data.kwargs {'val_sise': 10} do not fit data.name 'cifar10': got an unexpected keyword"),
+    ],
+)
+def test_the_cli_refuses_missing_files_and_bad_kwargs_before_writing_anything(tmp_path, kwargs, says):
+    root = str(tmp_path / "nowhere")
+    extra = ["data.name=cifar10", f"data.kwargs={kwargs.replace('ROOT', root)}",
+             "model.factory=raynas.zoo.cifar10:build_supernet", f"model.kwargs={json.dumps(TINY_NET)}"]  # fmt: skip
+    result = run_cli("search", "--local", *sets(tmp_path, "cifar", extra), RAYNAS_CIFAR10=root)
+    assert result.returncode == 2, result.stderr[-2000:]
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert (says or "CIFAR-10 not found: ROOT").replace("ROOT", root) in lines[0]
+    assert not (tmp_path / "cifar").exists()
 
 
 class _RunsACommand:
