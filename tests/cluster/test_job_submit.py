@@ -77,3 +77,40 @@ def test_job_submit_runs_the_search_on_both_nodes(cluster_with_jobs, tmp_path):
     retrain = pq.read_table(root / "results" / "retrain.parquet").to_pylist()
     assert sorted(r["rank"] for r in retrain) == [0, 1] and all(r["status"] == "ok" for r in retrain)
     assert json.loads((root / "best_architecture.json").read_text())
+
+
+ADDRESS_SCRIPT = """
+import json, sys
+import ray, torch
+from torch import nn
+from raynas.nas.darts import DartsTrainer
+from raynas.nas.utils import mutable_counting_scope
+from tests.models import build_darts, image_data
+from tests.nas.test_trainers import acc
+
+torch.manual_seed(0)
+with mutable_counting_scope():
+    model = build_darts()
+optim = torch.optim.SGD(model.parameters(), 0.025, momentum=0.9)
+data = image_data()
+trainer = DartsTrainer(model, loss=nn.CrossEntropyLoss(), metrics=acc, optimizer=optim, num_epochs=1,
+                       dataset_train=data["train"], dataset_valid=data["test"], batch_size=4, workers=0,
+                       replicas=2, cpus_per_replica=1, address=sys.argv[1], trace=True)
+trainer.train(validate=False)
+first, second = trainer.replica_trace
+print(json.dumps({"gcs": ray.get_runtime_context().gcs_address, "nodes": sum(n["Alive"] for n in ray.nodes()),
+                  "steps": len(first), "in_step": first == second}))
+"""
+
+
+def test_a_trainer_script_joins_the_cluster_named_by_address(cluster_with_jobs, tmp_path):
+    """``DartsTrainer(..., replicas=2, cpus_per_replica=1, address=...)`` in a script of its own: it
+    connects to that cluster (not a new local one) and its two 1-CPU replicas fill both nodes."""
+    script = tmp_path / "search.py"
+    script.write_text(ADDRESS_SCRIPT)
+    run = subprocess.run([sys.executable, str(script), cluster_with_jobs.address], capture_output=True, text=True,
+                         env=env(), timeout=400, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stderr[-3000:]
+    out = json.loads(run.stdout.strip().splitlines()[-1])
+    assert out["gcs"].endswith(f":{cluster_with_jobs.port}") and out["nodes"] == 2
+    assert out["steps"] > 0 and out["in_step"]
