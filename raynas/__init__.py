@@ -33,6 +33,7 @@ _LAZY = {
     "ConfigError": "searchers.errors",
     "ConfigTypeError": "searchers.errors",
     "CheckpointError": "searchers.errors",
+    "Interrupted": "searchers.errors",
 }
 
 __all__ = ["__version__", *sorted(_LAZY)]

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
+import threading
 from collections.abc import Mapping
 from typing import Any
+
+from searchers.errors import Interrupted
 
 __all__ = ["keep_last_checkpoints", "run_or_restore"]
 
@@ -31,6 +36,12 @@ def run_or_restore(
 
     Returns:
         The ``ResultGrid`` of ``Tuner.fit()``.
+
+    Raises:
+        Interrupted: Ctrl-C (SIGINT) stopped the experiment. Tune catches the first one itself,
+            saves the experiment's state and returns from ``fit()`` as if it had finished; raynas
+            must not take those results for the whole phase. The signal handlers of before
+            ``fit()`` are back in place either way (Tune leaves its own installed).
     """
     from ray import tune
 
@@ -43,7 +54,23 @@ def run_or_restore(
             tune_config=tune_config,
             run_config=run_config,
         )
-    return tuner.fit()
+    return _fit_noting_sigint(tuner, restore or os.path.join(run_config.storage_path or "", run_config.name or ""))
+
+
+def _fit_noting_sigint(tuner: Any, path: str) -> Any:
+    if threading.current_thread() is not threading.main_thread():
+        return tuner.fit()  # Tune installs no handler off the main thread
+    saved = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, getattr(signal, "SIGUSR1", None)) if sig}
+    try:
+        grid = tuner.fit()
+    finally:
+        caught = signal.getsignal(signal.SIGINT) is saved[signal.SIGINT]  # Tune restores it on a SIGINT only
+        for sig, handler in saved.items():
+            if handler is not None:
+                signal.signal(sig, handler)
+    if caught and not int(os.getenv("TUNE_DISABLE_SIGINT_HANDLER", "0")):
+        raise Interrupted(f"stopped by Ctrl-C; the Tune experiment's state is saved in {path}")
+    return grid
 
 
 def keep_last_checkpoints(experiment_path: str) -> None:

@@ -11,7 +11,7 @@ from typing import Any
 import click
 
 from raynas.experiment.directory import PHASES
-from searchers.errors import ConfigError, ConfigTypeError, RaynasError
+from searchers.errors import ConfigError, ConfigTypeError, Interrupted, RaynasError
 
 __all__ = ["main", "build_model"]
 
@@ -35,6 +35,10 @@ def user_errors(fn: Callable) -> Callable:
         except USER_ERRORS as exc:
             click.echo(f"raynas: error: {_one_line(exc)}", err=True)
             sys.exit(2)
+        except KeyboardInterrupt as exc:  # Ctrl-C; Interrupted: during a Tune phase, which Tune saved
+            said = f": {_one_line(exc)}" if isinstance(exc, Interrupted) else ""
+            click.echo(f"raynas: interrupted{said}; what finished is kept, --resume continues", err=True)
+            sys.exit(130)
 
     return wrapper
 

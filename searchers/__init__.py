@@ -33,6 +33,7 @@ from searchers.errors import (
     ConfigError,
     ConfigKeyError,
     ConfigTypeError,
+    Interrupted,
     RaynasError,
 )
 from searchers.evolution import EvolutionTuner
@@ -58,5 +59,6 @@ __all__ = [
     "ConfigError",
     "ConfigTypeError",
     "ConfigKeyError",
+    "Interrupted",
     "SPOSEvolution",
 ]

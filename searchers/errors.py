@@ -15,12 +15,14 @@ from the built-in it refines (``ValueError``, ``TypeError``, ``KeyError``, ``Run
     └── ConstraintError (RuntimeError)      a searcher proposed nothing within the constraint
 
 The tuner protocol's :class:`searchers.base.NoMoreTrialError` is not here: it is a signal between
-a tuner and its driver, not an error in the user's input (see its docstring).
+a tuner and its driver, not an error in the user's input (see its docstring). Nor is
+:class:`Interrupted`, a ``KeyboardInterrupt``: Ctrl-C stopped a phase that Ray Tune ran.
 """
 
 from __future__ import annotations
 
 __all__ = [
+    "Interrupted",
     "RaynasError",
     "ConfigError",
     "ConfigTypeError",
@@ -65,3 +67,10 @@ class SearcherLoadError(RaynasError, ValueError):
 
 class ConstraintError(RaynasError, RuntimeError):
     """A constrained searcher's wrapped searcher proposed nothing within the constraint for too long."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C stopped a phase that Ray Tune ran: Tune saved the experiment's state and returned;
+    nothing of the phase is marked done, and ``--resume`` continues it. A ``KeyboardInterrupt``
+    (not a :class:`RaynasError`): the CLI ends with exit code 130, as an interrupted program does."""
+

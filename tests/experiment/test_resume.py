@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import glob
 import json
+import signal
 import subprocess
 
 import pyarrow.parquet as pq
@@ -169,3 +170,26 @@ def test_local_search_killed_and_resumed_keeps_every_row(tmp_path):
     assert len(rows) == len({r["trial_id"] for r in rows}) == N and len(_lines(scored)) == N
     assert len({r["arch"] for r in rows}) == N  # the restored tuner repeats no architecture
     assert all(r["params"] <= MAX_PARAMS for r in rows)
+
+
+def test_ctrl_c_in_the_search_on_ray_stops_it_unfinished(tmp_path):
+    """SIGINT (Ctrl-C) while a search trial is held: Tune saves its state and stops, and the run
+    says so and ends with 130 instead of taking the trials done so far for the whole search."""
+    root = tmp_path / "stopped"
+    gate = tmp_path / "search-gate"
+    extra = ["search.num_samples=6", "search.max_concurrent=1", "retrain.top_k=1", "retrain.epochs=1"]
+    proc = subprocess.Popen(cli_args("search", *sets(tmp_path, "stopped", extra + _gated(tmp_path, search_gate="search-gate", search_after=2))),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env(), start_new_session=True)  # fmt: skip
+    try:
+        wait_for(lambda: _holding(gate) == 1, 300, "a search trial held after 2 scored", proc)
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            kill_now(proc)
+    assert proc.returncode == 130, err[-3000:]
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("raynas: interrupted: stopped by Ctrl-C; the Tune experiment's state is saved in ")
+    assert "Traceback" not in err
+    assert set(json.loads((root / "state.json").read_text())["done"]) == {"space", "supernet"}
+    assert not (root / "results" / "search.parquet").exists()
