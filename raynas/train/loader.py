@@ -14,14 +14,19 @@
 - :class:`Loader` yields the batches on the device: a ``TensorDataset`` that fits is moved to
   the device once and indexed there (no loader); any other map-style dataset goes through a
   ``torch.utils.data.DataLoader`` with ``workers`` persistent worker processes, prefetching,
-  and pinned memory with non-blocking copies on CUDA. A batch's input may be a tensor or a
-  (nested) tuple / list / dict of tensors (:func:`raynas.nas.utils.to_device`).
+  and pinned memory with non-blocking copies on CUDA. With workers, a background thread
+  (:class:`_Fetcher`) takes each batch off the workers' queue while the step computes: receiving
+  a ready batch costs the training thread milliseconds (unpickling, the shared-memory handover),
+  which the thread hides. A batch's input may be a tensor or a (nested) tuple / list / dict of
+  tensors (:func:`raynas.nas.utils.to_device`).
 """
 
 from __future__ import annotations
 
 import os
+import queue
 import random
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -193,6 +198,63 @@ def default_workers() -> int:
     return max(0, min(8, int(cpus) - 1))
 
 
+class _Fetcher:
+    """Takes a DataLoader iterator's batches in a daemon thread, ``depth`` ahead, in order.
+
+    The iterator is made in the caller's thread (a first ``iter()`` forks the workers; that stays
+    on the main thread) and is used by this thread alone until :meth:`stop` returns. An error of
+    the loader is raised by :meth:`get` in the consumer, with its own traceback.
+    """
+
+    END = object()
+
+    def __init__(self, iterator: Iterator, depth: int = 2):
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(iterator,), name="raynas-batch-fetcher", daemon=True)
+        self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _run(self, iterator: Iterator) -> None:
+        try:
+            for batch in iterator:
+                if not self._put(batch):
+                    return
+            self._put(self.END)
+        except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
+            self._put(exc)
+
+    def get(self) -> Any:
+        """The next batch, or :attr:`END`; raises what the loader raised.
+
+        Raises:
+            RuntimeError: :meth:`stop` was called (a newer iteration of the loader took over).
+        """
+        while True:
+            try:
+                item = self._queue.get(timeout=0.1)
+                break
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise RuntimeError("this iteration of the loader was stopped (a newer one took over)") from None
+        if isinstance(item, BaseException):
+            raise item
+        return item
+
+    def stop(self) -> None:
+        """Stop taking batches; return once the thread is done with the iterator."""
+        self._stop.set()
+        self._thread.join()
+
+
 def _fits(tensors: Sequence[torch.Tensor], device: torch.device) -> bool:
     if device.type != "cuda":
         return True
@@ -230,6 +292,7 @@ class Loader:
         self.wait_s = 0.0
         self.tensors: tuple[torch.Tensor, ...] | None = None
         self.loader: DataLoader | None = None
+        self._fetcher: _Fetcher | None = None
         if isinstance(dataset, TensorDataset):
             fits = _fits(dataset.tensors, device)
             self.tensors = tuple(t.to(device) if fits else t for t in dataset.tensors)
@@ -256,15 +319,35 @@ class Loader:
                 idx = torch.as_tensor(index, dtype=torch.long, device=self.tensors[0].device)
                 yield to_device(self.tensors[0][idx], self.device), to_device(self.tensors[1][idx], self.device)
             return
-        it = iter(self.loader)
-        while True:
-            began = time.perf_counter()
-            try:
-                x, y = next(it)
-            except StopIteration:
-                return
-            self.wait_s += time.perf_counter() - began
-            yield to_device(x, self.device), to_device(y, self.device)
+        if self.workers == 0:
+            it = iter(self.loader)
+            while True:
+                began = time.perf_counter()
+                try:
+                    x, y = next(it)
+                except StopIteration:
+                    return
+                self.wait_s += time.perf_counter() - began
+                yield to_device(x, self.device), to_device(y, self.device)
+        self.stop()  # an earlier iteration left unfinished (its generator not yet collected)
+        self._fetcher = fetcher = _Fetcher(iter(self.loader))
+        try:
+            while True:
+                began = time.perf_counter()
+                batch = fetcher.get()
+                self.wait_s += time.perf_counter() - began
+                if batch is _Fetcher.END:
+                    return
+                x, y = batch
+                yield to_device(x, self.device), to_device(y, self.device)
+        finally:
+            fetcher.stop()
+
+    def stop(self) -> None:
+        """Stop the background fetch of an unfinished iteration (idempotent; the workers stay)."""
+        if self._fetcher is not None:
+            self._fetcher.stop()
+            self._fetcher = None
 
     def take_wait(self) -> float:
         """The seconds waited for batches since the last call (and start again from 0)."""

@@ -4,6 +4,8 @@ tuple and dict inputs, NNI's DARTS split, custom losses and metrics from Python.
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -132,6 +134,41 @@ def test_tuple_and_dict_inputs_in_every_phase(files, tmp_path, form):
     )
     train_fixed(setup, 0, report=lambda metrics, state: reports.append(metrics))
     assert reports[0]["epoch"] == 1 and 0.0 <= reports[0]["test_accuracy"] <= 1.0
+
+
+class Broken(torch.utils.data.Dataset):
+    """Item ``bad`` raises; the others are ``(index, 0)``."""
+
+    def __init__(self, n: int, bad: int):
+        self.n, self.bad = n, bad
+
+    def __len__(self):
+        return self.n
+
+    def __getitem__(self, i):
+        if i == self.bad:
+            raise LookupError(f"item {i} is unreadable")
+        return torch.tensor([float(i)]), torch.tensor(0)
+
+
+def test_worker_batches_come_through_the_fetch_thread_in_order_and_a_loader_error_reaches_the_step():
+    loader = Loader(Broken(40, bad=-1), OrderSampler(40, batch_size=4), device=torch.device("cpu"), workers=1)
+    whole = [x.flatten().tolist() for x, _y in loader]
+    assert whole == [[float(i) for i in range(k, k + 4)] for k in range(0, 40, 4)]
+    abandoned = iter(loader)
+    assert next(abandoned)[0].flatten().tolist() == whole[0]
+    again = [x.flatten().tolist() for x, _y in loader]  # a new epoch while the old one is not collected
+    assert again == whole
+    with pytest.raises(RuntimeError, match="a newer one took over"):
+        next(abandoned)
+    assert [t.name for t in threading.enumerate() if t.name == "raynas-batch-fetcher"] == []
+
+    broken = Loader(Broken(40, bad=21), OrderSampler(40, batch_size=4), device=torch.device("cpu"), workers=1)
+    seen = []
+    with pytest.raises(LookupError, match="item 21 is unreadable"):
+        for x, _y in broken:
+            seen.append(x)
+    assert len(seen) == 5  # the batches before the one holding item 21
 
 
 def test_custom_loss_and_metrics_from_python(files, tmp_path):
