@@ -58,10 +58,19 @@ def write_text_atomic(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_torch_atomic(path: str | os.PathLike, payload: Any) -> Path:
-    """``torch.save`` atomically (flushed and fsynced before the rename)."""
+    """``torch.save`` atomically (flushed and fsynced before the rename).
+
+    The payload is serialised in memory first and written as bytes, so a full or read-only disk
+    is the ``OSError`` the file system gave, with its errno (torch's own writer reports a failed
+    write as a ``RuntimeError``, "unexpected pos ...").
+    """
+    import io
+
     import torch
 
-    return write_atomic(path, _synced(lambda f: torch.save(payload, f), "wb"))
+    buffer = io.BytesIO()
+    torch.save(payload, buffer)
+    return write_atomic(path, _synced(lambda f: f.write(buffer.getbuffer()), "wb"))
 
 
 def write_json_atomic(path: str | os.PathLike, data: Any) -> Path:

@@ -40,3 +40,30 @@ def test_import_object_follows_dotted_names_and_raises_the_given_error():
 
     with pytest.raises(Oops, match=r"module 'json' has no attribute 'nope' \(thing 'json:nope'\); it has: .*loads"):
         import_object("json:nope", what="thing", error=Oops)
+
+
+def test_a_failed_torch_write_is_the_file_systems_oserror_and_leaves_nothing(tmp_path):
+    """torch's own writer turns a failed write into a RuntimeError; the CLI's one line needs the
+    OSError (here EFBIG from a file-size limit, as ENOSPC from a full disk)."""
+    import errno
+    import resource
+    import signal
+
+    import torch
+
+    from raynas._io import write_torch_atomic
+
+    target = tmp_path / "state.pt"
+    soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)
+    previous = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, hard))
+    try:
+        with pytest.raises(OSError) as info:
+            write_torch_atomic(target, {"w": torch.zeros(100_000)})
+    finally:
+        resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))
+        signal.signal(signal.SIGXFSZ, previous)
+    assert info.value.errno == errno.EFBIG
+    assert list(tmp_path.iterdir()) == []  # no half-written file, no temporary left
+    write_torch_atomic(target, {"w": torch.zeros(3)})
+    assert torch.equal(torch.load(target)["w"], torch.zeros(3))
