@@ -161,3 +161,31 @@ def test_module_paths_name_unkeyed_mutables_and_conflicts_are_refused():
 
     with pytest.raises(SearchSpaceError, match=r"keys 'edges.0.0' and 'LayerChoice1' name the same mutable"):
         apply_fixed_architecture(ScopedFactory(DartsLikeCell)(), {**by_path, "LayerChoice1": "conv5"})
+
+
+#: every ``nni.nas.pytorch`` import of NNI v1.9's examples and docs that raynas provides
+NNI_IMPORTS = [
+    ("mutables", "LayerChoice InputChoice MutableScope"),
+    ("mutator", "Mutator"),
+    ("base_mutator", "BaseMutator"),
+    ("base_trainer", "BaseTrainer"),
+    ("trainer", "Trainer TorchTensorEncoder"),
+    ("fixed", "apply_fixed_architecture"),
+    ("utils", "AverageMeter AverageMeterGroup _reset_global_mutable_counting global_mutable_counting to_device"),
+    ("callbacks", "Callback LRSchedulerCallback ArchitectureCheckpoint ModelCheckpoint"),
+    ("random", "RandomMutator"),
+    ("darts", "DartsMutator DartsTrainer"),
+    ("enas", "EnasMutator EnasTrainer"),
+    ("spos", "SPOSSupernetTrainingMutator SPOSSupernetTrainer SPOSEvolution"),
+    ("proxylessnas", "ProxylessNasMutator ProxylessNasTrainer"),
+    ("classic_nas", "get_and_apply_next_architecture"),
+]
+
+
+@pytest.mark.parametrize(("module", "names"), NNI_IMPORTS)
+def test_nni_import_paths_port_by_renaming_the_package(module, names):
+    import importlib
+
+    ported = importlib.import_module(f"raynas.nas.{module}")  # was: nni.nas.pytorch.<module>
+    missing = [name for name in names.split() if not hasattr(ported, name)]
+    assert not missing, f"raynas.nas.{module} lacks {missing}"
