@@ -106,10 +106,11 @@ def check_data(source: Any, kwargs: Mapping[str, Any] | None = None, *, key: str
     """The cheap pre-flight of a data source, in the driver before anything is written: it imports,
     ``kwargs`` fit the function's parameters, and the function's optional ``check`` hook passes.
 
-    A data function may carry a ``check`` attribute, called with the same keyword arguments, that
-    checks what it can without building the data (files present, values in range) and raises
-    :class:`~searchers.errors.ConfigError`; ``raynas.zoo.cifar10.load_data`` has one. Without it,
-    only the import and the arguments are checked here; everything else fails where the data is built.
+    A data function (a plain function, not a class) may carry a ``check`` attribute, called with
+    the same keyword arguments, that checks what it can without building the data (files present,
+    values in range) and raises :class:`~searchers.errors.ConfigError`;
+    ``raynas.zoo.cifar10.load_data`` has one. Without it, only the import and the arguments are
+    checked here; everything else fails where the data is built.
 
     Args:
         source: what :func:`data_factory` takes (a mapping of splits is accepted as is).
@@ -130,7 +131,7 @@ def check_data(source: Any, kwargs: Mapping[str, Any] | None = None, *, key: str
         raise ConfigError(f"{key}.kwargs {kwargs!r} do not fit {key}.name {source!r}: {error}") from None
     except ValueError:  # no signature to read (a builtin): its call will say
         pass
-    hook = getattr(function, "check", None)
+    hook = getattr(function, "check", None) if inspect.isfunction(function) else None  # a class's .check is its own
     if callable(hook):
         hook(**kwargs)
 
