@@ -23,12 +23,13 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import queue
 import random
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -319,29 +320,26 @@ class Loader:
                 idx = torch.as_tensor(index, dtype=torch.long, device=self.tensors[0].device)
                 yield to_device(self.tensors[0][idx], self.device), to_device(self.tensors[1][idx], self.device)
             return
-        if self.workers == 0:
+        fetcher = None
+        if self.workers == 0:  # the reads run in this thread
             it = iter(self.loader)
-            while True:
-                began = time.perf_counter()
-                try:
-                    x, y = next(it)
-                except StopIteration:
-                    return
-                self.wait_s += time.perf_counter() - began
-                yield to_device(x, self.device), to_device(y, self.device)
-        self.stop()  # an earlier iteration left unfinished (its generator not yet collected)
-        self._fetcher = fetcher = _Fetcher(iter(self.loader))
+            take: Callable[[], Any] = functools.partial(next, it, _Fetcher.END)
+        else:
+            self.stop()  # an earlier iteration left unfinished (its generator not yet collected)
+            self._fetcher = fetcher = _Fetcher(iter(self.loader))
+            take = fetcher.get
         try:
             while True:
                 began = time.perf_counter()
-                batch = fetcher.get()
+                batch = take()
                 self.wait_s += time.perf_counter() - began
                 if batch is _Fetcher.END:
                     return
                 x, y = batch
                 yield to_device(x, self.device), to_device(y, self.device)
         finally:
-            fetcher.stop()
+            if fetcher is not None:
+                fetcher.stop()
 
     def stop(self) -> None:
         """Stop the background fetch of an unfinished iteration (idempotent; the workers stay)."""

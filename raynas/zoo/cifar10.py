@@ -182,7 +182,6 @@ def load_data(
             file is not a CIFAR-10 batch, or ``val_size`` leaves no training image.
     """
     folder = _folder(root)
-    _check_val_size(val_size)
     train = [read_batch(folder / name) for name in TRAIN_FILES]
     images = torch.from_numpy(np.concatenate([x for x, _ in train]))
     labels = torch.from_numpy(np.concatenate([y for _, y in train]))
