@@ -145,6 +145,19 @@ def _trainers(side: str):
     return DartsTrainer, EnasTrainer, SPOSSupernetTrainer
 
 
+def _darts_trainer(trainer_cls, side: str, *, epochs: int, n_train: int, weight_decay: float = 0.0, **extra):
+    """``side``'s ``DartsTrainer`` on a fresh seeded network: SGD (lr 0.025, momentum 0.9),
+    ``n_train`` random training samples, batch :data:`BATCH`, no loader workers, the CPU."""
+    import torch
+    from torch import nn
+
+    torch.manual_seed(0)
+    model = build(side)
+    opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=weight_decay)
+    return trainer_cls(model, nn.CrossEntropyLoss(), _accuracy, opt, epochs, _data(n_train), _data(BATCH),
+                       batch_size=BATCH, workers=0, device="cpu", **extra)  # fmt: skip
+
+
 def _spos_step_s(side: str, trainer_cls, steps: int) -> float:
     """Seconds per ``SPOSSupernetTrainer`` step (its second epoch of ``steps`` batches)."""
     import torch
@@ -183,21 +196,7 @@ def worker(side: str, steps: int) -> dict:
     fixed_before = _fixed_step_s(steps)
     loss = nn.CrossEntropyLoss()
 
-    torch.manual_seed(0)
-    model = build(side)
-    opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9, weight_decay=3e-4)
-    darts = DartsTrainer(
-        model,
-        loss,
-        _accuracy,
-        opt,
-        1,
-        _data(2 * BATCH * steps),
-        _data(BATCH),
-        batch_size=BATCH,
-        workers=0,
-        device="cpu",
-    )
+    darts = _darts_trainer(DartsTrainer, side, epochs=1, n_train=2 * BATCH * steps, weight_decay=3e-4)
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     darts.train_one_epoch(0)  # warm-up
     darts_s = _timed(lambda: darts.train_one_epoch(1)) / steps
@@ -256,7 +255,6 @@ def replicas_worker(steps: int) -> dict:
     """raynas' DartsTrainer epoch time with replicas=1 and 2 (the second epoch of two)."""
     import ray
     import torch
-    from torch import nn
 
     from raynas.nas.callbacks import Callback
     from raynas.nas.darts import DartsTrainer
@@ -275,24 +273,9 @@ def replicas_worker(steps: int) -> dict:
     out = {}
     try:
         for replicas in (1, 2):
-            torch.manual_seed(0)
-            model = build("raynas")
-            opt = torch.optim.SGD(model.parameters(), lr=0.025, momentum=0.9)
             ends = Ends()
-            trainer = DartsTrainer(
-                model,
-                nn.CrossEntropyLoss(),
-                _accuracy,
-                opt,
-                2,
-                _data(4 * BATCH * steps),
-                _data(BATCH),
-                batch_size=BATCH,
-                workers=0,
-                device="cpu",
-                callbacks=[ends],
-                replicas=replicas,
-            )
+            trainer = _darts_trainer(DartsTrainer, "raynas", epochs=2, n_train=4 * BATCH * steps, callbacks=[ends],
+                                     replicas=replicas)  # fmt: skip
             trainer.train(validate=False)
             out[f"epoch_s_replicas_{replicas}"] = ends.ends[1] - ends.ends[0]
     finally:
