@@ -33,6 +33,7 @@ import os
 import resource
 import subprocess
 import sys
+import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -285,9 +286,10 @@ def replicas_worker(steps: int) -> dict:
 
 def _run(python: str, *args: str) -> dict:
     env = dict(os.environ, PYTHONPATH=ROOT, OMP_NUM_THREADS="1")
-    proc = subprocess.run(
-        [python, os.path.abspath(__file__), *args], capture_output=True, text=True, env=env, check=False
-    )
+    with tempfile.TemporaryDirectory() as cwd:  # NNI's Trainer makes logs/<time>/ in the working directory
+        proc = subprocess.run(
+            [python, os.path.abspath(__file__), *args], capture_output=True, text=True, env=env, check=False, cwd=cwd
+        )
     if proc.returncode != 0:
         raise RuntimeError(f"{python} {' '.join(args)} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
