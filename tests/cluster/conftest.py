@@ -13,7 +13,7 @@ from tests.cluster.twonode import TwoNodeCluster
 @pytest.fixture(scope="module")
 def two_nodes(tmp_path_factory):
     """A head (1 CPU, ``node_a``) and a worker (1 CPU, ``node_b``); this process is its driver.
-    Torn down (both process groups killed) even when a test fails."""
+    Torn down (both nodes' sessions killed) even when a test fails."""
     import ray
 
     if ray.is_initialized():

@@ -1,4 +1,4 @@
-"""The worker node lost (its process group SIGKILLed, on a progress trigger): the test cluster
+"""The worker node lost (its session SIGKILLed, on a progress trigger): the test cluster
 itself, then mid-supernet, mid-search and mid-retrain; and the driver killed, then ``raynas search
 --resume``. One cluster for the module: the ``cluster`` fixture starts a lost worker again before
 each test."""
@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
+import signal
 
 import pytest
 import torch
@@ -29,7 +31,7 @@ def weights_digest(state: dict) -> str:
 
 
 class LoseWorkerNode(Callback):
-    """Kills the worker node's process group once the run has reported ``step`` global steps
+    """Kills the worker node's session once the run has reported ``step`` global steps
     (a progress trigger, after the first epoch's checkpoint); records what it saw."""
 
     def __init__(self, cluster, step: int):
@@ -58,6 +60,25 @@ class Counter:
         import ray
 
         return ray.get_runtime_context().get_node_id()
+
+
+def test_a_lost_node_loses_the_processes_of_its_own_process_groups_too():
+    """Ray starts each worker process in a process group of its own, within the node's session:
+    killing the node kills the whole session at once, so no worker goes on running user code."""
+    import subprocess
+    import sys
+
+    from tests.cluster.twonode import kill_session
+    from tests.experiment.test_resume import _alive
+
+    child = "import os, time; os.setpgid(0, 0); print(os.getpid(), flush=True); time.sleep(600)"
+    parent = f"import subprocess, sys, time; subprocess.Popen([sys.executable, '-c', {child!r}]); time.sleep(600)"
+    node = subprocess.Popen([sys.executable, "-c", parent], stdout=subprocess.PIPE, text=True, start_new_session=True)
+    pid = int(node.stdout.readline())
+    assert os.getpgid(pid) == pid != node.pid and os.getsid(pid) == node.pid
+    kill_session(node)
+    assert node.returncode == -signal.SIGKILL
+    assert not _alive(pid)  # gone (or a zombie not yet reaped) as kill_session returns
 
 
 def test_two_nodes_forced_placement_and_a_lost_worker(cluster):

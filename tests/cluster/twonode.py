@@ -2,10 +2,10 @@
 
 ``ray start --head`` plus a second ``ray start --address=...`` raylet, each with its own CPUs and a
 custom resource naming it (``{"node_a": 1}`` on the head, ``{"node_b": 1}`` on the worker) so a test
-can force placement. Each node runs in its own process group (``start_new_session``) with its own
-temp dir and free ports for everything it listens on, and is ended by killing that group, never by
+can force placement. Each node runs in its own session (``start_new_session``) with its own
+temp dir and free ports for everything it listens on, and is ended by killing that session, never by
 ``ray stop`` (which would end every other Ray cluster on the machine). :meth:`TwoNodeCluster.kill_worker`
-is a lost machine: SIGKILL of the worker node's group (its raylet and every worker process on it).
+is a lost machine: SIGKILL of the worker node's session (its raylet and every worker process on it).
 
 Reuse it with a module-scoped fixture (one cluster per module keeps CI time small; the ``cluster``
 fixture of ``tests/cluster/conftest.py`` also connects the test process as the driver)::
@@ -34,7 +34,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["TwoNodeCluster", "free_port", "free_port_range", "kill_process_group"]
+__all__ = ["TwoNodeCluster", "free_port", "free_port_range", "kill_session"]
 
 BIN = Path(sys.executable).parent
 #: fast node-death detection: a killed node is marked dead within ~2 s instead of ~30 s
@@ -68,18 +68,41 @@ def free_port_range(size: int, tries: int = 200) -> tuple[int, int]:
     raise RuntimeError(f"no {size} consecutive free ports found")
 
 
-def kill_process_group(proc: subprocess.Popen, sig: int = signal.SIGKILL, wait_s: float = 30.0) -> None:
-    """Send ``sig`` to the process group ``proc`` leads (started with ``start_new_session``);
-    wait for ``proc`` to end."""
-    try:
-        os.killpg(proc.pid, sig)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=wait_s)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait(timeout=wait_s)
+def _session_pids(sid: int) -> list[int]:
+    """The live (not zombie) processes of session ``sid``, read from ``/proc``."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()  # state ppid pgrp session ...
+        except OSError:  # gone meanwhile
+            continue
+        if fields[0] != "Z" and int(fields[3]) == sid:
+            pids.append(int(entry))
+    return pids
+
+
+def kill_session(proc: subprocess.Popen, wait_s: float = 30.0) -> None:
+    """SIGKILL every process of the session ``proc`` leads (started with ``start_new_session``)
+    and wait until all of them are gone.
+
+    The whole session, not only ``proc``'s process group: Ray starts each worker process in a
+    process group of its own, and a worker that outlived its killed raylet would go on running
+    user code for a while (a lost machine loses all of its processes at once).
+    """
+    deadline = time.monotonic() + wait_s
+    while pids := _session_pids(proc.pid) + ([proc.pid] if proc.poll() is None else []):
+        if time.monotonic() > deadline:
+            raise AssertionError(f"processes {pids} of the killed session {proc.pid} did not exit")
+        for pid in pids:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        time.sleep(0.05)
+    proc.wait()
 
 
 def _env() -> dict[str, str]:
@@ -107,7 +130,7 @@ def use_token_auth() -> None:
 
 
 class TwoNodeCluster:
-    """A head node and a worker node (``ray start --block``), each in its own process group.
+    """A head node and a worker node (``ray start --block``), each in its own session.
 
     Args:
         root: a folder for the nodes' logs (their Ray temp dirs go under ``/tmp``: socket paths
@@ -173,9 +196,9 @@ class TwoNodeCluster:
         self.wait_nodes(2, timeout_s)
 
     def kill_worker(self, wait_dead_s: float = 60.0) -> None:
-        """SIGKILL the worker node's process group (a lost machine); wait until the cluster has
+        """SIGKILL the worker node's session (a lost machine); wait until the cluster has
         marked it dead."""
-        kill_process_group(self.procs["worker"])
+        kill_session(self.procs["worker"])
         deadline = time.monotonic() + wait_dead_s
         while time.monotonic() < deadline:
             if len(self.alive_nodes()) == 1:
@@ -184,11 +207,11 @@ class TwoNodeCluster:
         raise AssertionError(f"the killed worker node still counts as alive after {wait_dead_s} s")
 
     def shutdown(self) -> None:
-        """Kill both nodes' process groups and remove their temp dirs (safe to call twice)."""
+        """Kill both nodes' sessions and remove their temp dirs (safe to call twice)."""
         for name in ("worker", "head"):
             proc = self.procs.pop(name, None)
             if proc is not None:
-                kill_process_group(proc)
+                kill_session(proc)
         for f in self._logs:
             f.close()
         self._logs = []
