@@ -260,6 +260,8 @@ def run_search_tune(
         ),
         restore=path if resume else None,
     )
+    if resume:
+        _reload_searcher(searcher, path)
     rows = []
     for result in grid:
         metrics = result.metrics or {}
@@ -267,6 +269,21 @@ def run_search_tune(
         rows.append(_row(trial_id, metrics, "error" if result.error else "ok"))
     rows.sort(key=lambda r: r["trial_id"])
     return rows
+
+
+def _reload_searcher(searcher: Any, path: str) -> None:
+    """Load the final state Tune saved at ``path`` into ``searcher`` (and the searchers it wraps).
+
+    A restored Tune experiment runs its own unpickled copy of the searcher, so the caller's object
+    (e.g. ``ConstrainedSearcher.rejected``) would otherwise still read as before the resume. A
+    searcher without ``save`` / ``restore`` has no state to load.
+    """
+    from ray.tune.search import SearchGenerator
+
+    try:
+        SearchGenerator(searcher).restore_from_dir(path)
+    except NotImplementedError:
+        pass
 
 
 def run_search_local(

@@ -24,7 +24,7 @@ pytestmark = pytest.mark.slow
 N = 12  # architectures to score
 K = 4  # scored before the kill
 EPOCHS = 3  # retrain epochs; the kill comes after the first
-MAX_PARAMS = 5000  # about half the space: ConstrainedSearcher is in the resumed searcher too
+MAX_PARAMS = 3000  # about half the space: ConstrainedSearcher is in the resumed searcher too
 
 
 def _start(*args: str) -> subprocess.Popen:
@@ -134,6 +134,9 @@ def test_driver_killed_during_search_and_during_retrain_then_resumed(tmp_path):
         }
     assert len(_lines(scored)) == N and len(_trial_dirs(root / "tune_search")) == N
     assert len({r["arch"] for r in search}) == N and all(r["params"] <= MAX_PARAMS for r in search)
+    # the count of proposals over MAX_PARAMS goes on from the killed run's (Tune's own copy of the
+    # searcher ran the resumed search)
+    assert json.loads((root / "state.json").read_text())["done"]["search"]["rejected"] > 0
 
     # 3. resumed again: the retrain trials continue from their checkpoints
     _open(retrain_gate)
