@@ -14,7 +14,7 @@ from typing import Any
 
 from searchers.errors import ConfigTypeError
 
-__all__ = ["calls_without_argument", "accepts_keyword", "check_keywords"]
+__all__ = ["calls_without_argument", "accepts_keyword", "check_keywords", "names_keyword"]
 
 
 def _signature(target: Callable) -> inspect.Signature | None:
@@ -43,6 +43,31 @@ def accepts_keyword(target: Callable, name: str) -> bool:
         return False
     params = signature.parameters
     return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
+
+
+def names_keyword(cls: type, name: str) -> bool:
+    """Whether constructing ``cls`` takes keyword ``name`` by name, for a keyword a driver adds
+    unasked (``seed``, ``optimize_mode``): in its ``__init__``, or, where that ``__init__`` takes
+    ``**kwargs`` (NNI's ``class EvolutionWithFlops(SPOSEvolution)`` passes them on with
+    ``super().__init__(**kwargs)``), in the next ``__init__`` up the MRO. ``**kwargs`` alone does not
+    count: the class may hand them to a base that refuses ``name``. ``False`` when a signature
+    cannot be read."""
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None:
+            continue
+        if klass is object:
+            return False
+        signature = _signature(init)
+        if signature is None:
+            return False
+        params = signature.parameters
+        named = params.get(name)
+        if named is not None and named.kind in (named.POSITIONAL_OR_KEYWORD, named.KEYWORD_ONLY):
+            return True
+        if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+            return False
+    return False
 
 
 def check_keywords(target: Callable, kwargs: Mapping[str, Any], *, what: str) -> None:

@@ -181,8 +181,14 @@ class Trainer(ReplicableTrainer, BaseTrainer):
         self.visualization_enabled = True
 
     def _write_graph_status(self) -> None:
-        if getattr(self, "visualization_enabled", False) and self.status_writer is not None:
-            print(json.dumps(self.mutator.status()), file=self.status_writer, flush=True)
+        if not getattr(self, "visualization_enabled", False):
+            return
+        line = json.dumps(self.mutator.status())
+        replica = getattr(self, "_replica", None)
+        if replica is not None:  # a Ray replica (no writer): the calling process writes rank 0's lines
+            replica.status_line(line)
+        elif getattr(self, "status_writer", None) is not None:
+            print(line, file=self.status_writer, flush=True)
 
     # -- the units of ReplicableTrainer: epochs -------------------------------------------------
 

@@ -128,6 +128,7 @@ class TrainerReplica:
         self.seed = 0
         self.steps = 0
         self.records: list[dict[str, Any]] = []
+        self.status: list[str] = []
 
     # -- what RayReplicas asks of a replica ------------------------------------------------------
 
@@ -183,11 +184,12 @@ class TrainerReplica:
         """Load the caller's state, seed from ``(seed, unit)``, rebuild the shards, run the unit.
 
         Returns:
-            ``{"metrics": meters' averages, "trace": step digests, "state": rank 0's state}``.
+            ``{"metrics": meters' averages, "trace": step digests, "state": rank 0's state,
+            "status": rank 0's enable_visualization() status lines}``.
         """
         trainer = self.trainer
         trainer.load_state_dict(state)
-        self.unit, self.steps, self.records = unit, 0, []
+        self.unit, self.steps, self.records, self.status = unit, 0, [], []
         self.seed = unit_seed(self.config.seed, unit)
         torch.manual_seed(self.seed)
         np.random.seed(self.seed % 2**32)
@@ -198,6 +200,7 @@ class TrainerReplica:
             "metrics": meters.averages() if meters is not None else {},
             "trace": self.records,
             "state": to_cpu(trainer.state_dict()) if self.rank == 0 else None,
+            "status": self.status,
         }
 
     # -- the hooks of the trainer's step code ----------------------------------------------------
@@ -211,6 +214,11 @@ class TrainerReplica:
     def reduce_mean(self, tensors: list[torch.Tensor]) -> None:
         """Average tensors in place across replicas."""
         self.sync.reduce_mean(tensors)
+
+    def status_line(self, line: str) -> None:
+        """Keep a line of ``enable_visualization()``'s status log (rank 0's; the caller writes them)."""
+        if self.rank == 0:
+            self.status.append(line)
 
     def step_done(self) -> None:
         """Count the step; with ``trace``, record the model's and the mutator's digests and the
@@ -334,6 +342,10 @@ def run_replicated(trainer: Any) -> None:
                         ) from exc
                     _logger.warning("%s; restarting the replicas and rerunning %r", exc, unit)
             trainer.load_state_dict(results[0]["state"])
+            writer = getattr(trainer, "status_writer", None)
+            if writer is not None and results[0].get("status"):
+                writer.write("".join(line + "\n" for line in results[0]["status"]))
+                writer.flush()
             for obj in trainer.stateful().values():
                 if isinstance(obj, torch.optim.Optimizer):
                     obj._opt_called = True  # it stepped on the replicas: no "scheduler before optimizer" warning

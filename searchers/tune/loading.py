@@ -19,7 +19,7 @@ from searchers.base import Tuner
 from searchers.checks import check_tune_mode
 from searchers.errors import ConfigError, SearcherLoadError
 from searchers.imports import import_object
-from searchers.signatures import accepts_keyword, check_keywords
+from searchers.signatures import check_keywords, names_keyword
 from searchers.tune.searcher import TunerSearcher
 from searchers.tune.spaces import to_tune_space
 
@@ -51,7 +51,8 @@ def load_searcher(
     """Build a Tune searcher from ``"package.module:Name"``.
 
     A :class:`searchers.Tuner` subclass is built with ``**kwargs`` (plus ``optimize_mode`` from
-    ``mode`` when it takes one and ``kwargs`` does not set it) and wrapped in
+    ``mode`` when its constructor names one, :func:`~searchers.signatures.names_keyword`, and
+    ``kwargs`` does not set it) and wrapped in
     :class:`TunerSearcher`; its trials get ``{"arch": parameters}``. A ``ray.tune.search.Searcher``
     subclass is built with ``metric``, ``mode``, ``**kwargs`` and ``space=to_tune_space(...)`` when
     it takes ``space`` (else the space goes through ``set_search_properties``); its trials get
@@ -63,7 +64,7 @@ def load_searcher(
         search_space: the nnictl JSON.
         metric: the result key to optimize.
         mode: ``"max"`` or ``"min"``.
-        seed: passed as ``seed`` to a class whose constructor takes one (else ignored).
+        seed: passed as ``seed`` to a class whose constructor names one (else ignored).
         **kwargs: constructor arguments of the class.
 
     Returns:
@@ -84,16 +85,14 @@ def load_searcher(
         offers=searcher_classes,
         offers_label="tuners and searchers there",
     )
-    if seed is not None and isinstance(obj, type) and accepts_keyword(obj, "seed"):
+    if seed is not None and isinstance(obj, type) and names_keyword(obj, "seed"):
         kwargs["seed"] = seed
     if isinstance(obj, type) and issubclass(obj, Tuner):
         return _wrap_tuner(obj, path, search_space=search_space, metric=metric, mode=mode, kwargs=kwargs)
     if isinstance(obj, type) and issubclass(obj, Searcher):
         return _build_tune_searcher(obj, path, search_space=search_space, metric=metric, mode=mode, kwargs=kwargs)
     found = f"class {obj.__module__}.{obj.__qualname__}" if isinstance(obj, type) else f"{type(obj).__name__} {obj!r}"
-    raise SearcherLoadError(
-        f"{path!r} must name a searchers.Tuner or ray.tune.search.Searcher subclass, found {found}"
-    )
+    raise SearcherLoadError(f"{path!r} must name a searchers.Tuner or ray.tune.search.Searcher subclass, found {found}")
 
 
 def _build(cls: type, path: str, kwargs: dict[str, Any]) -> Any:
@@ -104,7 +103,7 @@ def _build(cls: type, path: str, kwargs: dict[str, Any]) -> Any:
 def _wrap_tuner(
     cls: type, path: str, *, search_space: Mapping[str, Any], metric: str, mode: str | None, kwargs: dict[str, Any]
 ) -> TunerSearcher:
-    if "optimize_mode" not in kwargs and accepts_keyword(cls, "optimize_mode") and mode is not None:
+    if "optimize_mode" not in kwargs and names_keyword(cls, "optimize_mode") and mode is not None:
         kwargs["optimize_mode"] = "maximize" if mode == "max" else "minimize"
     return TunerSearcher(_build(cls, path, kwargs), search_space=search_space, metric=metric, mode=mode)
 
@@ -118,7 +117,7 @@ def _build_tune_searcher(
             f"keyword argument 'space' of searcher {path!r} is set by raynas (the experiment's search space, "
             f"as to_tune_space writes it); remove it, got {kwargs['space']!r}"
         )
-    if accepts_keyword(cls, "space"):
+    if names_keyword(cls, "space"):
         return _build(cls, path, dict(kwargs, space=tune_space, metric=metric, mode=mode))
     searcher = _build(cls, path, dict(kwargs, metric=metric, mode=mode))
     if not searcher.set_search_properties(metric, mode, tune_space):

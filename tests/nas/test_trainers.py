@@ -255,6 +255,48 @@ def test_enas_trainer_epoch_is_nni_loop_bit_for_bit():
     assert {"reward", "loss", "ent", "log_prob", "baseline", "skip", "acc1"} == set(meters.meters)
 
 
+class MacroSkips(nn.Module):
+    """ENAS macro-style layers: an op choice plus skip connections from every earlier layer."""
+
+    def __init__(self, width: int = 4, layers: int = 3):
+        super().__init__()
+        self.stem = nn.Conv2d(3, width, 3, padding=1)
+        self.ops = nn.ModuleList(
+            LayerChoice([nn.Conv2d(width, width, 3, padding=1), nn.MaxPool2d(3, 1, 1)], key=f"op{i}") for i in range(layers)
+        )
+        self.skips = nn.ModuleList(
+            InputChoice(choose_from=[f"op{j}" for j in range(i)], n_chosen=None, key=f"skip{i}") for i in range(1, layers)
+        )
+        self.head = nn.Linear(width, 4)
+
+    def forward(self, x):
+        outs = [self.stem(x)]
+        for i, op in enumerate(self.ops):
+            out = op(outs[-1])
+            if i > 0:
+                skip = self.skips[i - 1](outs[1:])
+                if skip is not None:
+                    out = out + skip
+            outs.append(out)
+        return self.head(outs[-1].mean((2, 3)))
+
+
+def test_enas_trainer_logs_the_skip_penalty_without_a_requires_grad_warning():
+    import warnings
+
+    torch.manual_seed(0)
+    model = MacroSkips()
+    trainer = EnasTrainer(
+        model, nn.CrossEntropyLoss(), acc, reward, torch.optim.SGD(model.parameters(), 0.05), 1, DATA["train"],
+        DATA["test"], batch_size=8, workers=0, child_steps=1, mutator_steps=1, mutator_steps_aggregate=2,
+    )
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        meters = trainer.train_one_epoch(0)
+    assert not [w for w in caught if "requires_grad" in str(w.message)]
+    assert meters.skip.avg > 0
+
+
 def test_enas_trainer_settings_are_checked():
     model = _build(build_enas)
     with pytest.raises(ConfigError, match="EnasTrainer child_steps must be an integer >= 0, got -1"):

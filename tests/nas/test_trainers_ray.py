@@ -95,6 +95,29 @@ def test_darts_search_script_with_two_replicas(ray_local, tmp_path):
     assert [h["unit"] for h in trainer.history] == [0, 1]
 
 
+def test_enable_visualization_with_two_replicas_writes_rank_0s_status_log(ray_local, tmp_path, monkeypatch):
+    # NNI's naive/train.py: enable_visualization() before train(); the status writer stays in the caller
+    monkeypatch.chdir(tmp_path)  # logs/<time>/ in the working directory, as NNI
+    model = _build(build_darts)
+    trainer = DartsTrainer(
+        model,
+        loss=nn.CrossEntropyLoss(),
+        metrics=acc,
+        optimizer=torch.optim.SGD(model.parameters(), 0.01),
+        num_epochs=2,
+        dataset_train=DATA["train"],
+        dataset_valid=DATA["test"],
+        batch_size=4,
+        workers=0,
+        **RAY,
+    )
+    trainer.enable_visualization()
+    trainer.train()
+    lines = (tmp_path / trainer.log_dir / "log").read_text().splitlines()
+    assert len(lines) == len(trainer.replica_trace[0]) == 6  # one status a weight step of rank 0, both epochs
+    assert set(json.loads(lines[-1])) == set(trainer.mutator.status())
+
+
 def test_enas_search_script_with_two_replicas(ray_local, tmp_path):
     torch.manual_seed(0)
     model = _build(build_enas)

@@ -264,7 +264,7 @@ USER_MODULE = '''
 import random
 from ray.tune.search import Searcher
 from ray.tune.search.sample import Domain
-from searchers import RandomTuner
+from searchers import RandomTuner, SPOSEvolution
 
 
 def _sample(node, rnd):
@@ -306,6 +306,14 @@ class MyTuner(RandomTuner):
     def __init__(self, *, seed=None, optimize_mode="maximize"):
         super().__init__(seed=seed)
         self.optimize_mode = optimize_mode
+
+
+class ForwardsKwargs(SPOSEvolution):
+    """NNI's pattern (examples/nas/spos/tuner.py): arguments of its own, the rest passed on."""
+
+    def __init__(self, limit=1, **kwargs):
+        super().__init__(**kwargs)
+        self.limit = limit
 
 
 not_a_class = 3
@@ -350,6 +358,18 @@ def test_load_searcher_errors_say_what_was_found(user_module, path, match):
     with pytest.raises(SearcherLoadError, match=match):
         load_searcher(path.format(mod=user_module), search_space=MNIST1D, metric="acc", mode="max")
     assert issubclass(SearcherLoadError, ValueError)
+
+
+def test_load_searcher_adds_seed_and_optimize_mode_only_where_a_constructor_names_them(user_module, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # SPOSEvolution writes ./checkpoints
+    space = {f"op{i}": {"_type": "layer_choice", "_value": ["a", "b", "c", "d"]} for i in range(4)}
+    # **kwargs passed on to SPOSEvolution, which names seed but not optimize_mode (NNI's SPOS tuner.py)
+    searcher = load_searcher(f"{user_module}:ForwardsKwargs", search_space=space, metric="acc", mode="max", seed=5)
+    assert searcher.tuner.limit == 1
+    plain = load_searcher("searchers:SPOSEvolution", search_space=space, metric="acc", mode="max", seed=5)
+    assert [searcher.suggest(f"t{i}") for i in range(4)] == [plain.suggest(f"t{i}") for i in range(4)]
+    searcher = load_searcher(f"{user_module}:ForwardsKwargs", search_space=space, metric="acc", mode="max", limit=2)
+    assert searcher.tuner.limit == 2
 
 
 def test_load_searcher_passes_seed_to_a_tuner_that_takes_one():

@@ -222,7 +222,8 @@ class EnasTrainer(Trainer):
                 metrics["ent"] = self.mutator.sample_entropy.item()
                 metrics["log_prob"] = self.mutator.sample_log_prob.item()
                 metrics["baseline"] = self.baseline
-                metrics["skip"] = float(self.mutator.sample_skip_penalty)
+                skip = self.mutator.sample_skip_penalty  # a tensor with a graph (macro skips), else a number
+                metrics["skip"] = float(skip.detach()) if isinstance(skip, torch.Tensor) else float(skip)
                 loss = loss / aggregate
                 loss.backward()
                 meters.update(metrics)
