@@ -34,7 +34,7 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, SubsetRandomSampler
 
-from raynas.nas.utils import AverageMeterGroup
+from raynas.nas.utils import AverageMeterGroup, init_standalone_logger
 from searchers.errors import ConfigError
 
 __all__ = ["TrainerOptions", "ReplicableTrainer", "ALLREDUCES"]
@@ -145,8 +145,10 @@ class ReplicableTrainer:
     )
 
     def setup_replicas(self, owner: str, kwargs: Mapping[str, Any]) -> None:
-        """Read raynas' extra keywords (see :class:`TrainerOptions`)."""
+        """Read raynas' extra keywords (see :class:`TrainerOptions`); NNI's standalone logging
+        where the application has set up none (:func:`raynas.nas.utils.init_standalone_logger`)."""
         self.options = TrainerOptions.from_kwargs(owner, kwargs)
+        init_standalone_logger()
         self._replica: Any = None
         self.history: list[dict[str, Any]] = []
         self.replica_trace: list[list[dict[str, Any]]] = []

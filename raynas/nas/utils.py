@@ -1,5 +1,6 @@
 """NNI's ``nni.nas.pytorch.utils``: the mutable key counter, the meters NNI's trainers and scripts
-import (:class:`AverageMeter`, :class:`AverageMeterGroup`), ``to_device`` and ``to_list``.
+import (:class:`AverageMeter`, :class:`AverageMeterGroup`), ``to_device`` and ``to_list``; and
+NNI's standalone logging (:func:`init_standalone_logger`).
 
 An unkeyed mutable takes NNI's key from construction on: its class name plus a process-wide
 counter (``LayerChoice1``, ``InputChoice2``, ...). :func:`mutable_counting_scope` gives one model
@@ -11,6 +12,8 @@ before.
 from __future__ import annotations
 
 import itertools
+import logging
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +38,7 @@ __all__ = [
     "AverageMeterGroup",
     "StructuredMutableTreeNode",
     "MutableTreeNode",
+    "init_standalone_logger",
 ]
 
 _counter = 0
@@ -288,3 +292,33 @@ class MutableTreeNode:
 
 #: NNI's name for it
 StructuredMutableTreeNode = MutableTreeNode
+
+
+_standalone_logging = False
+_NNI_TIME_FORMAT = "%m/%d/%Y, %I:%M:%S %p"  # nni/common.py's
+
+
+def init_standalone_logger() -> None:
+    """NNI's standalone logging, where the application has set up none.
+
+    ``import nni`` does this in NNI: the ``nni`` loggers (an NNI script's own
+    ``logging.getLogger("nni")`` and NNI's trainers) print their INFO lines to standard output as
+    ``[time] INFO (name) message``. raynas does it for ``nni`` and ``raynas.nas`` (its trainers
+    and callbacks) when an NNI-style trainer is built, not on import, and only where nothing is
+    configured yet: it leaves logging alone when the root logger or either logger already has a
+    handler (``logging.basicConfig``, pytest, the ``raynas`` CLI), and after its first call.
+    """
+    global _standalone_logging
+    if _standalone_logging:
+        return
+    _standalone_logging = True
+    names = ("nni", "raynas.nas")
+    if logging.getLogger().handlers or any(logging.getLogger(name).handlers for name in names):
+        return
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(logging.Formatter("[%(asctime)s] %(levelname)s (%(name)s) %(message)s", _NNI_TIME_FORMAT))
+    for name in names:
+        logger = logging.getLogger(name)
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+        logger.propagate = False  # as NNI: a later logging.basicConfig() does not print each line twice

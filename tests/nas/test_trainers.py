@@ -409,6 +409,51 @@ def test_custom_trainer_subclass_runs_nni_loop_and_checkpoints(tmp_path):
     assert again.calls == [("train", 2)]
 
 
+_LOGGING_SCRIPT = """
+import logging, sys
+import torch
+from torch import nn
+from raynas.nas.darts import DartsTrainer
+from raynas.nas.utils import mutable_counting_scope
+from tests.models import build_darts, image_data
+if sys.argv[1] == "configured":
+    logging.basicConfig(level=logging.WARNING)
+logger = logging.getLogger("nni")  # what NNI's example scripts log with
+torch.manual_seed(0)
+with mutable_counting_scope():
+    model = build_darts()
+data = image_data()
+trainer = DartsTrainer(model, nn.CrossEntropyLoss(), lambda o, t: {"acc": 0.0},
+                       torch.optim.SGD(model.parameters(), 0.01), 1, data["train"], data["test"],
+                       batch_size=20, log_frequency=1, workers=0)
+trainer.train()
+logger.info("script line")
+"""
+
+
+@pytest.mark.parametrize("setup", ["none", "configured"])
+def test_trainer_logs_to_stdout_as_nni_unless_logging_is_configured(setup):
+    """NNI's ``import nni`` sends the ``nni`` loggers' INFO lines to stdout; a ported script whose
+    application configured no logging prints its trainer's progress and its own lines the same
+    way, once each; one that configured logging keeps its configuration."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
+    out = subprocess.run([sys.executable, "-c", _LOGGING_SCRIPT, setup], capture_output=True, text=True, env=env,
+                         cwd=repo, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    steps = [line for line in out.stdout.splitlines() if "INFO (raynas.nas.darts.trainer) Epoch [1/1] Step [" in line]
+    script = [line for line in out.stdout.splitlines() if line.endswith("INFO (nni) script line")]
+    if setup == "none":
+        assert [len(steps), len(script)] == [2, 1], out.stdout  # 40 training samples: 2 steps of 20 per half
+    else:
+        assert steps == script == [] and "INFO" not in out.stderr, out.stdout + out.stderr
+
+
 def test_meters_are_nni_meters():
     group = AverageMeterGroup()
     group.update({"acc1": 0.5, "loss": 2.0})
