@@ -68,7 +68,16 @@ def load_cifar_shaped() -> dict:
     return {"train": CifarShaped(), "val": CifarShaped(n=500, seed=1, augment=False)}
 
 
+MODEL = "small"  # --model: which DARTS-cell supernet both loops train
+
+
 def build_model() -> nn.Module:
+    """``--model small``: the DARTS-cell supernet of ``tests/models.py`` (8 channels, 2 nodes);
+    ``--model zoo``: ``raynas.zoo.cifar10``'s (8 channels, 5 cells, 3 nodes each)."""
+    if MODEL == "zoo":
+        from raynas.zoo.cifar10 import build_supernet
+
+        return build_supernet()
     from tests.models import build_darts
 
     return build_darts(channels=8, nodes=2, classes=10, in_channels=3)
@@ -201,8 +210,11 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--chunk", type=int, default=12, help="steps per alternation")
     parser.add_argument("--rounds", type=int, default=6, help="alternations per loop and worker count")
+    parser.add_argument("--model", choices=["small", "zoo"], default="small", help="the cifar part's supernet")
     args = parser.parse_args()
-    print(json.dumps({"benchmark": "data_pipeline", **machine()}), flush=True)
+    global MODEL
+    MODEL = args.model
+    print(json.dumps({"benchmark": "data_pipeline", "model": args.model, **machine()}), flush=True)
     if args.part in ("cifar", "both"):
         cifar(args)
     if args.part in ("mnist1d", "both"):
