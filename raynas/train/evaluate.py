@@ -32,6 +32,7 @@ from raynas.train.data import as_data_spec, first_examples
 from raynas.train.loader import CachedBatches, OrderSampler
 from raynas.train.objective import metric_values, resolve_loss, resolve_metrics
 from raynas.train.resolve import pick_device, resolve_factory
+from searchers.errors import ConfigError, ConfigKeyError
 
 __all__ = [
     "WeightSharingEvaluator",
@@ -171,7 +172,7 @@ class WeightSharingEvaluator:
         checks = (("bn_batches", bn_batches, 0), ("batch_size", batch_size, 1), ("eval_batch_size", eval_batch_size, 1))
         for name, value, low in checks:
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+                raise ConfigError(f"{name} must be an integer >= {low}, got {value!r}")
         self.factory = factory
         self.weights = weights
         self.data = data
@@ -196,7 +197,7 @@ class WeightSharingEvaluator:
         spec = as_data_spec(self.data)
         splits = spec.splits()  # built here, in the trial's process
         if self.split not in splits:
-            raise KeyError(f"the data has no split {self.split!r} (splits: {', '.join(map(str, splits))})")
+            raise ConfigKeyError(f"the data has no split {self.split!r} (splits: {', '.join(map(str, splits))})")
         self._state = {k: v.to(self._device) for k, v in load_supernet_weights(self.weights).items()}
         train = splits["train"]
         order = np.random.default_rng([self.seed, 0xB7]).permutation(len(train))

@@ -58,6 +58,17 @@ def test_shards_follow_distributed_sampler_semantics():
     assert samplers[0].shard(0).tolist() != samplers[0].shard(1).tolist()
 
 
+def test_default_workers_are_the_cpus_given_but_the_training_one_at_most_8(monkeypatch):
+    """Outside a Ray actor (no CPUs assigned) the process's CPU affinity counts."""
+    import os
+
+    from raynas.train.loader import default_workers
+
+    for cpus, workers in ((1, 0), (2, 1), (4, 3), (9, 8), (64, 8)):
+        monkeypatch.setattr(os, "sched_getaffinity", lambda _pid, n=cpus: set(range(n)), raising=False)
+        assert default_workers() == workers, cpus
+
+
 def test_nni_darts_split_trains_weights_on_the_first_half(files):
     train = load_files(files)["train"]
     data = ReplicaData(

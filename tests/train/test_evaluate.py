@@ -8,6 +8,7 @@ import torch
 from raynas.nas import RandomMutator, SearchSpaceError, to_parameters
 from raynas.train import WeightSharingEvaluator, evaluate_architecture, recalibrate_batchnorm, train_supernet
 from raynas.zoo.mnist1d import build_supernet
+from searchers.errors import ConfigError, ConfigKeyError
 from tests.train.conftest import FACTORY, small_config
 
 CONV7 = {"op0": "conv7", "op1": "conv7", "op2": "conv7", "op3": "conv7", "skip1": [], "skip2": [], "skip3": []}
@@ -45,9 +46,9 @@ def test_bad_architectures_name_the_key(trained, small_data):
         evaluator.evaluate({**CONV7, "op0": "conv9"})
     with pytest.raises(SearchSpaceError, match="skip3"):
         evaluator.evaluate({k: v for k, v in CONV7.items() if k != "skip3"})
-    with pytest.raises(ValueError, match="bn_batches must be an integer >= 0, got -1"):
+    with pytest.raises(ConfigError, match="bn_batches must be an integer >= 0, got -1"):
         WeightSharingEvaluator(factory=FACTORY, weights=trained, data=small_data, bn_batches=-1)
-    with pytest.raises(KeyError, match="no split 'test'"):
+    with pytest.raises(ConfigKeyError, match="^the data has no split 'test' \\(splits: "):
         WeightSharingEvaluator(factory=FACTORY, weights=trained, data=small_data, split="test").evaluate(CONV7)
 
 
