@@ -25,6 +25,16 @@ def _equal_states(a: dict, b: dict) -> bool:
     return set(a) == set(b) and all(torch.equal(a[k], b[k]) for k in a)
 
 
+# every sync path of shared sampling: shared memory ("auto" here) and the backend's bucketed
+# all-reduce; two replicas' sums are the same floats either way, so one reference serves both
+SYNC_PATHS = pytest.mark.parametrize("allreduce", ["auto", "backend"])
+
+
+def _path(allreduce: str) -> str:
+    """The gradient path ``supernet.allreduce`` gives two replicas on this machine."""
+    return "shm" if allreduce == "auto" and shm_supported() else "gloo"
+
+
 @pytest.mark.parametrize(
     ("sampling", "algorithm", "allreduce", "distill"),
     [
@@ -47,8 +57,7 @@ def test_two_replicas_stay_bit_identical(tmp_path, small_data, sampling, algorit
     config = small_config(sampling=sampling, algorithm=algorithm, epochs=2, allreduce=allreduce, distill=distill)
     ends = EpochEndStates()
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, trace=True, callbacks=[ends])
-    expected = "shm" if allreduce == "auto" and shm_supported() else "gloo"
-    assert result.allreduce == expected
+    assert result.allreduce == _path(allreduce)
     assert _shm_files() == shm_before  # the shared buffer's name is removed once mapped
     rank0, rank1 = result.trace
     assert [t["step"] for t in rank0] == [t["step"] for t in rank1] == list(range(1, 21))
@@ -104,13 +113,15 @@ def uninterrupted(tmp_path_factory, small_data):
     return load_checkpoint(result.checkpoint)
 
 
-def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_data, uninterrupted):
-    config = small_config(epochs=3)
+@SYNC_PATHS
+def test_interrupted_then_resumed_equals_uninterrupted(tmp_path, small_data, uninterrupted, allreduce):
+    config = small_config(epochs=3, allreduce=allreduce)
     with pytest.raises(_Interrupt):
         train_supernet(FACTORY, small_data, config, out_dir=tmp_path, callbacks=[_StopAfterEpoch(2)])
     assert load_checkpoint(tmp_path)["epoch"] == 2
     result = train_supernet(FACTORY, small_data, config, out_dir=tmp_path, resume=True)
     assert (result.epochs, result.steps) == (3, 30)
+    assert result.allreduce == _path(allreduce)
     final = load_checkpoint(result.checkpoint)
     assert _equal_states(final["model"], uninterrupted["model"])
     assert final["rank_states"][0]["mutator"]["_extra_state"] == uninterrupted["rank_states"][0]["mutator"]["_extra_state"]
@@ -156,7 +167,8 @@ class DieInStep:
         return nn.functional.cross_entropy(out, target)
 
 
-def test_killed_replicas_recover_from_the_last_checkpoint(tmp_path, small_data, uninterrupted):
+@SYNC_PATHS
+def test_killed_replicas_recover_from_the_last_checkpoint(tmp_path, small_data, uninterrupted, allreduce):
     """Replica 1 killed by Ray at step 10 (restart from scratch), then replica 0's process killed
     in the middle of step 26 (restart from the epoch-2 checkpoint)."""
     killer = _KillReplica1()
@@ -164,12 +176,12 @@ def test_killed_replicas_recover_from_the_last_checkpoint(tmp_path, small_data, 
     result = train_supernet(
         FACTORY,
         small_data,
-        small_config(epochs=3),
+        small_config(epochs=3, allreduce=allreduce),
         out_dir=tmp_path / "run",
         callbacks=[killer],
         criterion=DieInStep(26, str(marker)),
     )
-    assert killer.done and marker.exists()
+    assert killer.done and marker.exists() and result.allreduce == _path(allreduce)
     assert result.restarts == 2 and killer.failures == ["ReplicaFailure", "ReplicaFailure"]
     assert (result.epochs, result.steps) == (3, 30)
     assert killer.first_steps == {0: 5, 1: 5, 2: 25}  # from scratch, then from the epoch-2 checkpoint
