@@ -99,9 +99,12 @@ class RetrainTracker:
         progress.begin(trials * epochs, "epoch")
 
     def trial_result(self, trial: str, result: dict) -> None:
-        """Trial ``trial`` finished an epoch (``result["epoch"]``)."""
-        self.done_epochs[trial] = int(result.get("epoch") or 0)
-        if self.done_epochs[trial] >= self.epochs:
+        """Trial ``trial`` finished an epoch (``result["epoch"]``). Its last epoch counts once the
+        trial is done (it still measures its test accuracy), so 100% comes with every trial done."""
+        epoch = int(result.get("epoch") or 0)
+        if trial not in self.finished:
+            self.done_epochs[trial] = min(epoch, self.epochs - 1)
+        if epoch >= self.epochs:
             self.best.add(result.get(self.best.metric))
         self._show()
 

@@ -44,3 +44,18 @@ def test_formats():
     assert format_info({"epochs": 100, "steps": 2800, "best_val_accuracy": 0.95, "wall_s": 3.0, "x": None}) == (
         "epochs 100, steps 2,800, best val accuracy 0.9500"
     )
+
+
+def test_retrain_progress_reaches_100_percent_with_every_trial_done():
+    """A retrain trial's last epoch result comes before the trial completes (it measures its test
+    accuracy after it): the last progress line says every trial is done."""
+    from raynas.report.hooks import RetrainTracker
+
+    lines = []
+    tracker = RetrainTracker(ConsoleProgress(write=lines.append), trials=2, epochs=3, metric="val_accuracy", mode="max")
+    for trial in ("a", "b"):
+        for epoch in (1, 2, 3):
+            tracker.trial_result(trial, {"epoch": epoch, "val_accuracy": 0.5 + epoch / 10})
+        tracker.trial_done(trial, {"epoch": 3, "val_accuracy": 0.8})
+    assert lines[-1].startswith("6/6 epochs (100%)") and "trials 2/2 done" in lines[-1], lines
+    assert not any("(100%)" in line for line in lines[:-1])
