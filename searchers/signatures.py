@@ -14,7 +14,7 @@ from typing import Any
 
 from searchers.errors import ConfigTypeError
 
-__all__ = ["calls_without_argument", "accepts_keyword", "check_keywords", "names_keyword"]
+__all__ = ["calls_without_argument", "check_keywords", "names_keyword"]
 
 
 def _signature(target: Callable) -> inspect.Signature | None:
@@ -33,16 +33,6 @@ def calls_without_argument(method: Callable) -> bool:
     return all(
         p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD) for p in signature.parameters.values()
     )
-
-
-def accepts_keyword(target: Callable, name: str) -> bool:
-    """Whether ``target`` (a class: its constructor) takes keyword ``name``, by name or ``**kwargs``;
-    ``False`` when its signature cannot be read."""
-    signature = _signature(target)
-    if signature is None:
-        return False
-    params = signature.parameters
-    return name in params or any(p.kind is p.VAR_KEYWORD for p in params.values())
 
 
 def names_keyword(cls: type, name: str) -> bool:

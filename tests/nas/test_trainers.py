@@ -436,15 +436,13 @@ def test_trainer_logs_to_stdout_as_nni_unless_logging_is_configured(setup):
     """NNI's ``import nni`` sends the ``nni`` loggers' INFO lines to stdout; a ported script whose
     application configured no logging prints its trainer's progress and its own lines the same
     way, once each; one that configured logging keeps its configuration."""
-    import os
     import subprocess
     import sys
-    from pathlib import Path
 
-    repo = str(Path(__file__).resolve().parents[2])
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p)}
-    out = subprocess.run([sys.executable, "-c", _LOGGING_SCRIPT, setup], capture_output=True, text=True, env=env,
-                         cwd=repo, timeout=300)  # fmt: skip
+    from tests.experiment.cli_helpers import REPO, env
+
+    out = subprocess.run([sys.executable, "-c", _LOGGING_SCRIPT, setup], capture_output=True, text=True, env=env(),
+                         cwd=REPO, timeout=300)  # fmt: skip
     assert out.returncode == 0, out.stderr[-2000:]
     steps = [line for line in out.stdout.splitlines() if "INFO (raynas.nas.darts.trainer) Epoch [1/1] Step [" in line]
     script = [line for line in out.stdout.splitlines() if line.endswith("INFO (nni) script line")]
